@@ -1,0 +1,91 @@
+"""Application factory: `create_app(test_config=None)`; gunicorn runs `frontend.app:create_app()`."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from frontend import api, compression, health, openapi, page
+from frontend.backends import Backend
+from frontend.config import load_from_env
+from frontend.error_handlers import register_error_handlers
+from frontend.state import get_state, init_state
+
+log = logging.getLogger(__name__)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+PREDICT_ENDPOINT = "api.predict"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    # The page loads only its own script and style: no CDN, no inline code.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+}
+
+
+def create_app(test_config: dict[str, Any] | None = None, backend: Backend | None = None) -> Flask:
+    """Config from defaults, then the environment (MNIST_*), then `test_config`; `backend` overrides the built one."""
+    app = Flask(__name__)
+    app.config.update(load_from_env())
+    if test_config:
+        app.config.update(test_config)
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    logging.getLogger("frontend").setLevel(str(app.config["LOG_LEVEL"]).upper())
+
+    register_error_handlers(app)
+    init_state(app, backend)
+    for blueprint in (api.bp, health.bp, openapi.bp, page.bp):
+        app.register_blueprint(blueprint)
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+
+    app.wsgi_app = compression.GzipRequestMiddleware(app.wsgi_app, lambda: app.config["MAX_BODY_BYTES"])
+    if app.config["TRUST_PROXY"] > 0:
+        hops = app.config["TRUST_PROXY"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+    return app
+
+
+def _start_request() -> None:
+    g.started = time.perf_counter()
+    offered = request.headers.get("X-Request-Id", "")
+    g.request_id = offered if REQUEST_ID.match(offered) else uuid.uuid4().hex
+    compression.raise_request_encoding_error(request)
+
+
+def _finish_request(response: Response) -> Response:
+    request_id = getattr(g, "request_id", None)
+    if request_id:
+        response.headers["X-Request-Id"] = request_id
+    version = getattr(g, "version", None)
+    if version is not None:
+        response.headers["X-Model-Version"] = str(version)
+    decision = getattr(g, "decision", None)
+    if decision is not None:
+        response.headers["X-Model-Route"] = decision.route
+    if request.endpoint == PREDICT_ENDPOINT:
+        _count_prediction(response.status_code, decision, version)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return compression.compress_response(request, response)
+
+
+def _count_prediction(status: int, decision: Any, version: int | None) -> None:
+    """One count per predict request, in one place, whatever path (success or any error) it took."""
+    metrics = get_state().metrics
+    outcome = "ok" if status < 400 else "client_error" if status < 500 else "backend_error"
+    if decision is None:
+        labels = (metrics.model, "", "")
+    else:
+        shown = version if version is not None else decision.version
+        labels = (metrics.model, "" if shown is None else str(shown), decision.route)
+        metrics.latency.labels(*labels).observe(time.perf_counter() - g.started)
+    metrics.predictions.labels(*labels, outcome).inc()

@@ -1,0 +1,53 @@
+"""The one interface every backend implements; the routing and HTTP code never know which transport answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from frontend.errors import BackendError
+
+INPUT_NAME = "images"
+OUTPUT_PROBABILITIES = "probabilities"
+OUTPUT_DIGIT = "digit"
+SIGNATURE = "serving_default"
+
+
+@dataclass(frozen=True)
+class BackendResult:
+    """The backend's answer for a batch, and the exact model version that computed it."""
+
+    version: int
+    probabilities: np.ndarray  # float32 [N, 10]
+    digits: np.ndarray  # int64 [N]
+
+
+class Backend(Protocol):
+    """Computes the `serving_default` signature of one model, at an exact version or the default (latest) one."""
+
+    kind: str
+
+    def predict(self, images: np.ndarray, version: int | None, timeout_s: float) -> BackendResult:
+        """images float32 [N, 28, 28, 1]; raises BackendUnavailable / BackendTimeout / BackendError."""
+        ...
+
+    def missing_versions(self, wanted: set[int], timeout_s: float) -> set[int]:
+        """Which of `wanted` cannot answer now (empty `wanted`: is there a default version at all? {0} if not).
+
+        Raises BackendUnavailable when the backend cannot be asked.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+def check_result(probabilities: np.ndarray, digits: np.ndarray, count: int, version: int) -> BackendResult:
+    """Shape-check what came back, so a misbehaving backend is a 502 and not a confusing answer."""
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    digits = np.asarray(digits, dtype=np.int64).reshape(-1)
+    if probabilities.shape != (count, 10) or digits.shape != (count,):
+        raise BackendError(f"backend returned shapes {list(probabilities.shape)} and {list(digits.shape)} "
+                           f"for a batch of {count}")
+    return BackendResult(version=version, probabilities=probabilities, digits=digits)

@@ -1,0 +1,141 @@
+"""TF Serving over gRPC: PredictionService/Predict and ModelService/GetModelStatus with TensorProto payloads.
+
+One long-lived channel per worker process (created lazily, and again after a fork). Messages come from the
+vendored official descriptors (frontend.tfs_protos), so TensorFlow is not needed at run time. The channel
+reconnects with a short backoff, so the frontend recovers within about a second when TF Serving comes back.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import grpc
+import numpy as np
+
+from frontend.backends.base import (
+    INPUT_NAME,
+    OUTPUT_DIGIT,
+    OUTPUT_PROBABILITIES,
+    SIGNATURE,
+    BackendResult,
+    check_result,
+)
+from frontend.errors import BackendError, BackendTimeout, BackendUnavailable
+from frontend.tfs_protos import messages as tfs
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # Defaults back off up to 120 s after a failure; we want to notice a restarted TF Serving quickly.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+]
+
+
+def tensor_from_images(images: np.ndarray):
+    tensor = tfs.TensorProto(dtype=tfs.DT_FLOAT)
+    for size in images.shape:
+        tensor.tensor_shape.dim.add(size=size)
+    tensor.tensor_content = np.ascontiguousarray(images, dtype="<f4").tobytes()
+    return tensor
+
+
+def array_from_tensor(tensor, dtype: str) -> np.ndarray:
+    """TensorProto -> ndarray: TF Serving fills tensor_content; repeated *_val fields are read as a fallback."""
+    shape = [dim.size for dim in tensor.tensor_shape.dim]
+    if tensor.tensor_content:
+        array = np.frombuffer(tensor.tensor_content, dtype=dtype)
+    elif dtype == "<f4":
+        array = np.asarray(tensor.float_val, dtype=dtype)
+    else:
+        array = np.asarray(tensor.int64_val, dtype=dtype)
+    try:
+        return array.reshape(shape)
+    except ValueError:
+        raise BackendError(f"backend tensor of {array.size} values does not fit shape {shape}") from None
+
+
+def error_from_rpc(error: grpc.RpcError, what: str) -> BackendError:
+    code = error.code() if hasattr(error, "code") else None
+    details = (error.details() if hasattr(error, "details") else "") or ""
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return BackendTimeout(f"{what}: TF Serving did not answer in time")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return BackendUnavailable(f"{what}: TF Serving is unreachable ({details[:200]})")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return BackendUnavailable(f"{what}: not available at TF Serving ({details[:200]})")
+    name = code.name if code is not None else "UNKNOWN"
+    return BackendError(f"{what}: TF Serving answered {name}: {details[:200]}")
+
+
+class GrpcBackend:
+    kind = "grpc"
+
+    def __init__(self, target: str, model: str) -> None:
+        self.target = target
+        self.model = model
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._channel: grpc.Channel | None = None
+
+    def _callables(self):
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+                    self._predict = self._channel.unary_unary(
+                        tfs.PREDICT_METHOD, request_serializer=tfs.PredictRequest.SerializeToString,
+                        response_deserializer=tfs.PredictResponse.FromString)
+                    self._status = self._channel.unary_unary(
+                        tfs.GET_MODEL_STATUS_METHOD, request_serializer=tfs.GetModelStatusRequest.SerializeToString,
+                        response_deserializer=tfs.GetModelStatusResponse.FromString)
+                    self._pid = os.getpid()
+        return self._predict, self._status
+
+    def predict(self, images: np.ndarray, version: int | None, timeout_s: float) -> BackendResult:
+        predict, _ = self._callables()
+        request = tfs.PredictRequest()
+        request.model_spec.name = self.model
+        request.model_spec.signature_name = SIGNATURE
+        if version is not None:
+            request.model_spec.version.value = version
+        request.inputs[INPUT_NAME].CopyFrom(tensor_from_images(images))
+        request.output_filter.extend([OUTPUT_PROBABILITIES, OUTPUT_DIGIT])
+        what = f"model {self.model} version {version if version is not None else '(default)'}"
+        try:
+            response = predict(request, timeout=timeout_s)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error, what) from None
+        if OUTPUT_PROBABILITIES not in response.outputs or OUTPUT_DIGIT not in response.outputs:
+            raise BackendError(f"{what}: response lacks the {OUTPUT_PROBABILITIES}/{OUTPUT_DIGIT} outputs")
+        answered = response.model_spec.version.value if response.model_spec.HasField("version") else version
+        if answered is None:
+            raise BackendError(f"{what}: response does not say which version answered")
+        return check_result(array_from_tensor(response.outputs[OUTPUT_PROBABILITIES], "<f4"),
+                            array_from_tensor(response.outputs[OUTPUT_DIGIT], "<i8"), len(images), int(answered))
+
+    def available_versions(self, timeout_s: float) -> set[int]:
+        _, status = self._callables()
+        request = tfs.GetModelStatusRequest()
+        request.model_spec.name = self.model
+        try:
+            response = status(request, timeout=timeout_s)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error, f"status of model {self.model}") from None
+        return {int(s.version) for s in response.model_version_status if s.state == tfs.STATE_AVAILABLE}
+
+    def missing_versions(self, wanted: set[int], timeout_s: float) -> set[int]:
+        available = self.available_versions(timeout_s)
+        if not wanted:
+            return set() if available else {0}
+        return wanted - available
+
+    def close(self) -> None:
+        if self._channel is not None and self._pid == os.getpid():
+            self._channel.close()
+        self._pid = None

@@ -1,0 +1,131 @@
+"""Every setting of the frontend, as data: environment variable, Flask config key, type, default, meaning.
+
+`ENV_SETTINGS` is the single list others (the chart, the docs test, the CLI) import. `load_from_env()` turns an
+environment into a config dict; `create_app(test_config)` layers a test dict on top.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from frontend.errors import ConfigError
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"must be > 0, got {value}")
+    return value
+
+
+def _backend(text: str) -> str:
+    if text not in BACKENDS:
+        raise ValueError(f"must be one of {', '.join(BACKENDS)}, got {text!r}")
+    return text
+
+
+def _optional_str(text: str) -> str | None:
+    return text or None
+
+
+BACKENDS = ("embedded", "grpc", "rest")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable and the config key it fills."""
+
+    env: str
+    key: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+    flag: str | None = None  # the mnist-frontend flag that mirrors it, if any
+
+
+ENV_SETTINGS: tuple[Setting, ...] = (
+    Setting("MNIST_BACKEND", "BACKEND", "embedded", _backend,
+            "How predictions are computed: `embedded` (SavedModels in-process), `grpc` or `rest` (TF Serving).",
+            "--backend"),
+    Setting("MNIST_MODEL_NAME", "MODEL_NAME", "mnist", str, "Model name at TF Serving and in metrics.", "--model-name"),
+    Setting("MNIST_MODEL_BASE_PATH", "MODEL_BASE_PATH", "models/mnist", str,
+            "Directory of integer version dirs (embedded backend only).", "--model-base-path"),
+    Setting("MNIST_SERVING_GRPC", "SERVING_GRPC", "127.0.0.1:8500", str, "TF Serving gRPC target host:port.",
+            "--serving-grpc"),
+    Setting("MNIST_SERVING_REST", "SERVING_REST", "http://127.0.0.1:8501", str, "TF Serving REST base URL.",
+            "--serving-rest"),
+    Setting("MNIST_ROUTING_FILE", "ROUTING_FILE", None, _optional_str,
+            "Routing config JSON (a mounted ConfigMap); reloaded on change. Unset: every request goes to the "
+            "version the backend serves by default (its latest).", "--routing-file"),
+    Setting("MNIST_ROUTING_CHECK_S", "ROUTING_CHECK_S", 1.0, _positive_float,
+            "At most how often (seconds) the routing file and the API key file are checked for changes."),
+    Setting("MNIST_API_KEYS_FILE", "API_KEYS_FILE", None, _optional_str,
+            "File of hashed API keys (`sha256:<hex> [name]` per line). Unset: the API is open (warned once).",
+            "--api-keys-file"),
+    Setting("MNIST_FEEDBACK_KEY_FILE", "FEEDBACK_KEY_FILE", None, _optional_str,
+            "Secret used to sign feedback tokens; the same file on every pod lets any pod accept any token. "
+            "Unset: a random key per gunicorn master (tokens then verify only within that master's workers)."),
+    Setting("MNIST_FEEDBACK_TTL_S", "FEEDBACK_TTL_S", 86400.0, _positive_float,
+            "How long a prediction can receive feedback (token lifetime and in-memory store TTL)."),
+    Setting("MNIST_FEEDBACK_STORE_SIZE", "FEEDBACK_STORE_SIZE", 100_000, _positive_int,
+            "Predictions remembered per worker for token-less feedback (LRU)."),
+    Setting("MNIST_MAX_BATCH", "MAX_BATCH", 64, _positive_int, "Most images in one request (413 above)."),
+    Setting("MNIST_MAX_BODY_BYTES", "MAX_BODY_BYTES", 8 * 1024 * 1024, _positive_int,
+            "Largest request body, after gzip decompression (413 above)."),
+    Setting("MNIST_MAX_IMAGE_PIXELS", "MAX_IMAGE_PIXELS", 16_000_000, _positive_int,
+            "Largest decoded image (width x height) accepted (413 above): bounds memory for image bombs."),
+    Setting("MNIST_BACKEND_TIMEOUT_S", "BACKEND_TIMEOUT_S", 5.0, _positive_float,
+            "Deadline of one backend call; past it the caller gets 504."),
+    Setting("MNIST_SHADOW_WORKERS", "SHADOW_WORKERS", 2, _positive_int, "Threads per worker sending shadow copies."),
+    Setting("MNIST_SHADOW_QUEUE", "SHADOW_QUEUE", 64, _positive_int,
+            "Shadow copies queued or running per worker; beyond it copies are dropped and counted, never waited for."),
+    Setting("MNIST_TRUST_PROXY", "TRUST_PROXY", 0, int,
+            "Number of proxies (the ingress) whose X-Forwarded-For/-Proto/-Host are honoured; 0 trusts none."),
+    Setting("MNIST_BIND", "BIND", "0.0.0.0:8080", str, "gunicorn listen address.", "--bind"),
+    Setting("MNIST_WORKERS", "WORKERS", 2, _positive_int, "gunicorn worker processes.", "--workers"),
+    Setting("MNIST_THREADS", "THREADS", 8, _positive_int, "Threads per gunicorn worker (gthread).", "--threads"),
+    Setting("MNIST_GRACEFUL_TIMEOUT_S", "GRACEFUL_TIMEOUT_S", 30, _positive_int,
+            "Seconds gunicorn gives in-flight requests after SIGTERM."),
+    Setting("MNIST_ACCESS_LOG", "ACCESS_LOG", True, _bool, "JSON access log lines on stdout."),
+    Setting("MNIST_LOG_LEVEL", "LOG_LEVEL", "info", str, "Log level of the app and gunicorn."),
+)
+
+SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in ENV_SETTINGS}
+
+
+def defaults() -> dict[str, Any]:
+    return {s.key: s.default for s in ENV_SETTINGS}
+
+
+def load_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Config dict from defaults and environment; a bad value raises ConfigError naming the variable."""
+    environ = os.environ if environ is None else environ
+    config = defaults()
+    for setting in ENV_SETTINGS:
+        raw = environ.get(setting.env)
+        if raw is None:
+            continue
+        try:
+            config[setting.key] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{setting.env}={raw!r}: {exc}") from None
+    return config

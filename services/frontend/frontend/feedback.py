@@ -1,0 +1,116 @@
+"""Feedback on earlier predictions, without shared state between workers or pods.
+
+Each prediction carries a `feedback_token`: HMAC-SHA256 over (model, request id, index, version, digit, issue
+time) with a key every pod shares (MNIST_FEEDBACK_KEY_FILE). Whichever worker receives the feedback verifies
+the token and counts correct/wrong against the version that answered. Feedback with only a request id still
+works when it reaches the worker that made the prediction (a bounded LRU store with a TTL per worker).
+Each worker accepts one feedback per (request id, index); a replay to another worker is the residual risk.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+TOKEN_VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the frontend told the caller for one image: enough to judge feedback later."""
+
+    model: str
+    version: int
+    digit: int
+    issued: int  # unix seconds
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _signature(key: bytes, request_id: str, index: int, answer: Answer) -> str:
+    message = "\n".join([TOKEN_VERSION, answer.model, request_id, str(index), str(answer.version),
+                         str(answer.digit), str(answer.issued)]).encode("utf-8", "surrogatepass")
+    return _b64(hmac.new(key, message, hashlib.sha256).digest())
+
+
+def sign(key: bytes, request_id: str, index: int, answer: Answer) -> str:
+    """Token `v1.<version>.<digit>.<issued>.<mac>`: readable parts, authenticated by the mac."""
+    mac = _signature(key, request_id, index, answer)
+    return f"{TOKEN_VERSION}.{answer.version}.{answer.digit}.{answer.issued}.{mac}"
+
+
+def verify(key: bytes, token: str, request_id: str, index: int, model: str, now: float, ttl_s: float) -> Answer | None:
+    """The answer a token vouches for, or None when it is malformed, forged, for another request, or expired."""
+    parts = token.split(".") if isinstance(token, str) else []
+    if len(parts) != 5 or parts[0] != TOKEN_VERSION:
+        return None
+    try:
+        answer = Answer(model=model, version=int(parts[1]), digit=int(parts[2]), issued=int(parts[3]))
+    except ValueError:
+        return None
+    if not hmac.compare_digest(parts[4], _signature(key, request_id, index, answer)):
+        return None
+    if not (answer.issued - 60 <= now <= answer.issued + ttl_s):  # 60 s of clock skew between pods
+        return None
+    return answer
+
+
+class AnswerStore:
+    """Per-worker memory of recent answers: LRU-bounded, entries expire after `ttl_s`; thread-safe."""
+
+    def __init__(self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
+        self._max = max_entries
+        self._ttl = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._answers: OrderedDict[str, tuple[float, tuple[Answer, ...]]] = OrderedDict()
+        self._used: OrderedDict[tuple[str, int], float] = OrderedDict()
+
+    def put(self, request_id: str, answers: tuple[Answer, ...]) -> None:
+        now = self._clock()
+        with self._lock:
+            self._answers[request_id] = (now, answers)
+            self._answers.move_to_end(request_id)
+            self._trim(self._answers, now)
+
+    def get(self, request_id: str, index: int) -> Answer | None:
+        now = self._clock()
+        with self._lock:
+            entry = self._answers.get(request_id)
+            if entry is None or now - entry[0] > self._ttl or not 0 <= index < len(entry[1]):
+                return None
+            return entry[1][index]
+
+    def claim(self, request_id: str, index: int) -> bool:
+        """True the first time feedback for (request id, index) arrives here, False for a repeat."""
+        now = self._clock()
+        with self._lock:
+            key = (request_id, index)
+            seen = self._used.get(key)
+            if seen is not None and now - seen <= self._ttl:
+                return False
+            self._used[key] = now
+            self._used.move_to_end(key)
+            self._trim(self._used, now)
+            return True
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def _trim(self, store: OrderedDict, now: float) -> None:
+        while len(store) > self._max:
+            store.popitem(last=False)
+        while store:  # oldest first: stop at the first live entry
+            oldest = next(iter(store.values()))
+            stamp = oldest[0] if isinstance(oldest, tuple) else oldest
+            if now - stamp <= self._ttl:
+                break
+            store.popitem(last=False)
