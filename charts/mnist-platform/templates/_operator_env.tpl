@@ -1,0 +1,32 @@
+{{/*
+The operator's environment: every name is defined in operator/mnist_operator/config.py (ENV_SETTINGS);
+tests/chart/test_consistency.py checks the names, the ConfigMap names/keys and the selector.
+*/}}
+{{- define "mnist-platform.operatorEnv" -}}
+- name: MNIST_OPERATOR_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: MNIST_OPERATOR_SERVING_CONFIGMAP
+  value: {{ include "mnist-platform.modelConfigName" . | quote }}
+- name: MNIST_OPERATOR_SERVING_CONFIGMAP_KEY
+  value: "models.config"
+- name: MNIST_OPERATOR_ROUTING_CONFIGMAP
+  value: {{ include "mnist-platform.routingName" . | quote }}
+- name: MNIST_OPERATOR_ROUTING_CONFIGMAP_KEY
+  value: "routing.json"
+- name: MNIST_OPERATOR_FRONTEND_SELECTOR
+  value: {{ printf "app.kubernetes.io/instance=%s,app.kubernetes.io/component=frontend" .Release.Name | quote }}
+- name: MNIST_OPERATOR_METRICS_PORT
+  value: {{ .Values.frontend.port | quote }}
+- name: MNIST_OPERATOR_METRICS_PATH
+  value: "/metrics"
+- name: MNIST_OPERATOR_PROMETHEUS_URL
+  value: {{ .Values.operator.prometheusUrl | quote }}
+- name: MNIST_OPERATOR_SERVING_REST
+  value: {{ printf "http://%s:%d" (include "mnist-platform.servingRestName" .) (int .Values.serving.restPort) | quote }}
+- name: MNIST_OPERATOR_MODEL_BASE_PATH
+  value: {{ .Values.modelStore.mountPath | quote }}
+- name: HOME
+  value: /tmp
+{{- end }}
