@@ -1,0 +1,404 @@
+"""kopf handlers: the thin Kubernetes shell around mnist_operator.decide.
+
+Start it with `mnist-operator run [--namespace NS | --all-namespaces]`, `kopf run -m mnist_operator.handlers
+[-n NS | -A]`, or from Python (tests):
+
+    import kopf, mnist_operator.handlers  # importing registers the handlers
+    kopf.operator(namespaces=["default"], standalone=True, stop_flag=..., ready_flag=...)
+
+Login: with MNIST_OPERATOR_KUBECONFIG set, that kubeconfig file; otherwise the in-cluster service account, then
+$KUBECONFIG / ~/.kube/config. Every other environment variable it reads is in mnist_operator.config.ENV_SETTINGS
+(ConfigMap names and keys, frontend label selector, metrics port/path or fixed URLs, Prometheus URL, TF Serving REST
+URL, model store path, timeouts).
+
+One daemon per ModelRollout drives ticks: read the object, gather facts (other rollouts of the model, the routing
+in place, the candidate's ModelVersion / model store / TF Serving status, frontend metrics), call decide(), write
+the ConfigMaps (model config first, routing second), patch status, post Events. Spec changes wake the daemon at once.
+All state is in .status; the daemon keeps nothing it needs across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+import kubernetes
+import requests
+from kubernetes.client.rest import ApiException
+
+from mnist_operator import decide as core
+from mnist_operator import metrics_source, versions
+from mnist_operator.analysis import Snapshot
+from mnist_operator.config import GROUP, MODELVERSION_PLURAL, ROLLOUT_PLURAL, VERSION, OperatorConfig, env
+from mnist_operator.render import render_model_config, render_routing
+from mnist_operator.spec import SpecError, parse_spec
+
+log = logging.getLogger("mnist_operator")
+ANNOTATION_PREFIX = GROUP
+TERMINAL_RECHECK_S = 60.0
+
+
+@dataclass
+class Clients:
+    cfg: OperatorConfig
+    core: Any
+    custom: Any
+    http: requests.Session
+
+
+_clients: Clients | None = None
+
+
+def _load_kube_config() -> None:
+    path = env("MNIST_OPERATOR_KUBECONFIG")
+    if path:
+        kubernetes.config.load_kube_config(config_file=path)
+        return
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+def clients() -> Clients:
+    """API clients, created once (the first CoreV1Api costs about a second)."""
+    global _clients
+    if _clients is None:
+        _load_kube_config()
+        _clients = Clients(cfg=OperatorConfig.from_env(), core=kubernetes.client.CoreV1Api(),
+                           custom=kubernetes.client.CustomObjectsApi(), http=requests.Session())
+    return _clients
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Log in the way the kubernetes client was configured (kubeconfig from MNIST_OPERATOR_KUBECONFIG or in-cluster)."""
+    _load_kube_config()
+    return kopf.login_via_client(**kwargs)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """All operator tuning in one place."""
+    global _clients
+    _clients = None  # a new operator run (tests start several in one process) re-reads env and kubeconfig
+    clients()
+    # Progress and diff-base in annotations: .status belongs to the rollout state machine alone.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{GROUP}/rollback-on-delete"
+    settings.posting.level = logging.INFO  # kopf.info/warn decision Events; plain log lines stay in the log
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.reconnect_backoff = 1.0
+    settings.batching.idle_timeout = 1.0
+    settings.batching.batch_window = 0.05  # react to a spec change well within a second
+    settings.execution.max_workers = 32
+    settings.networking.request_timeout = 30
+
+
+# ------------------------------------------------------------------------------------------------- facts (I/O only)
+
+
+def _read_configmap_key(c: Clients, namespace: str, name: str, key: str) -> str | None:
+    try:
+        cm = c.core.read_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return (cm.data or {}).get(key)
+
+
+def _write_configmap_key(c: Clients, namespace: str, name: str, key: str, text: str) -> bool:
+    """Set one key of a ConfigMap (created when missing); False when it already held exactly this text."""
+    current = _read_configmap_key(c, namespace, name, key)
+    if current == text:
+        return False
+    body = {"metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "mnist-operator"}},
+            "data": {key: text}}
+    try:
+        c.core.patch_namespaced_config_map(name, namespace, {"data": {key: text}})
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        c.core.create_namespaced_config_map(namespace, body)
+    return True
+
+
+def current_routing(c: Clients, namespace: str) -> dict[str, Any] | None:
+    text = _read_configmap_key(c, namespace, c.cfg.routing_configmap, c.cfg.routing_key)
+    try:
+        doc = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def serving_base_path(model: str) -> str:
+    return env("MNIST_OPERATOR_SERVING_BASE_PATH_TEMPLATE").format(model=model)
+
+
+def candidate_info(c: Clients, namespace: str, model: str, version: int) -> core.CandidateInfo:
+    """Gate facts: ModelVersion (else model store) for existence and accuracy; TF Serving (else store) for AVAILABLE."""
+    info = core.CandidateInfo()
+    try:
+        mv = c.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, MODELVERSION_PLURAL,
+                                                   versions.modelversion_name(model, version))
+        acc = (mv.get("spec") or {}).get("testAccuracy")
+        info = core.CandidateInfo(exists=True, test_accuracy=acc if isinstance(acc, int | float) else None,
+                                  available=False, detail=f"ModelVersion {versions.modelversion_name(model, version)}")
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    store = f"{c.cfg.model_base_path.rstrip('/')}/{model}" if c.cfg.model_base_path else ""
+    if store:
+        from_store = versions.store_candidate_info(store, version)
+        if not info.exists and from_store.exists:
+            register_version(c, namespace, model, version, store)
+            info = from_store
+        elif info.exists and info.test_accuracy is None:
+            info = core.CandidateInfo(True, from_store.test_accuracy, False, info.detail)
+    if c.cfg.serving_rest:
+        ok, seen = versions.serving_available(c.cfg.serving_rest, model, version, c.cfg.http_timeout_s, c.http)
+        return core.CandidateInfo(info.exists, info.test_accuracy, ok, seen)
+    if store:
+        ok = versions.store_candidate_info(store, version).available
+        return core.CandidateInfo(info.exists, info.test_accuracy, ok, f"model store {store}/{version} (no TF Serving URL)")
+    # Neither TF Serving nor the store is reachable from here: a registered version is taken as loadable.
+    return core.CandidateInfo(info.exists, info.test_accuracy, info.exists, info.detail + " (no TF Serving URL)")
+
+
+def register_version(c: Clients, namespace: str, model: str, version: int, store: str) -> None:
+    """Create the ModelVersion of a version found in the model store (discovery)."""
+    body = versions.modelversion_manifest(model, version, f"{store}/{version}", versions.store_metrics(store, version),
+                                          namespace)
+    try:
+        c.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, MODELVERSION_PLURAL, body)
+        log.info("registered ModelVersion %s/%s", namespace, body["metadata"]["name"])
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def metrics_snapshot(c: Clients, namespace: str, model: str) -> Snapshot:
+    cfg = c.cfg
+    if cfg.prometheus_url:
+        return metrics_source.query_prometheus(cfg.prometheus_url, model, cfg.http_timeout_s, c.http)
+    if cfg.metrics_urls:
+        urls = {u: u for u in cfg.metrics_urls}
+    else:
+        try:
+            urls = metrics_source.ready_pod_urls(c.core, namespace, cfg.frontend_selector, cfg.metrics_port,
+                                                 cfg.metrics_path)
+        except ApiException as exc:
+            return Snapshot(taken_at=time.time(), errors=[f"listing frontend pods: HTTP {exc.status}"])
+        if not urls:
+            return Snapshot(taken_at=time.time(), errors=[f"no ready pod matches {cfg.frontend_selector!r}"])
+    return metrics_source.scrape_urls(urls, model, cfg.http_timeout_s, c.http)
+
+
+def _others(c: Clients, namespace: str, model: str) -> list[tuple[str, str, str | None]]:
+    items = c.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, ROLLOUT_PLURAL).get("items", [])
+    return [(f"{namespace}/{o['metadata']['name']}", o["metadata"].get("creationTimestamp") or "",
+             (o.get("status") or {}).get("phase"))
+            for o in items if (o.get("spec") or {}).get("model") == model]
+
+
+# --------------------------------------------------------------------------------------------------------- one tick
+
+
+def tick(namespace: str, name: str, now: float | None = None) -> tuple[dict[str, Any], core.Decision] | None:
+    """Read, decide, write. Returns (object, decision), or None when the object is gone."""
+    c = clients()
+    try:
+        obj = c.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, ROLLOUT_PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    if obj["metadata"].get("deletionTimestamp"):
+        return None
+    spec = obj.get("spec") or {}
+    status = {k: v for k, v in (obj.get("status") or {}).items() if k != "kopf"}
+    key = f"{namespace}/{name}"
+    model = spec.get("model") if isinstance(spec.get("model"), str) else None
+    stage = status.get("stage")
+    blocked = None
+    routing_doc = None
+    cand = core.CandidateInfo()
+    metrics = None
+    if model:
+        if status.get("phase") not in core.ACTIVE:
+            blocked = core.blocking_rollout(key, obj["metadata"].get("creationTimestamp") or "", status.get("phase"),
+                                            _others(c, namespace, model))
+        routing_doc = current_routing(c, namespace)
+        cv = spec.get("candidateVersion")
+        if stage in (None, core.WAITING, core.GATE, core.LOADING) and isinstance(cv, int) and cv > 0:
+            cand = candidate_info(c, namespace, model, cv)
+        if stage in core.TRAFFIC_STAGES or stage in (core.PROMOTING, core.ROLLING_BACK, core.LOADING):
+            metrics = metrics_snapshot(c, namespace, model)
+    obs = core.Observation(rollout=key, generation=int(obj["metadata"].get("generation") or 1), metrics=metrics,
+                           candidate=cand, serving_base_path=serving_base_path(model or "model"),
+                           current_routing=routing_doc, blocked_by=blocked)
+    decision = core.decide(spec, status, obs, time.time() if now is None else now)
+    apply_decision(c, namespace, decision)
+    _patch_status(c, namespace, name, status, decision.status)
+    _update_versions(c, namespace, status, decision.status, key)
+    return obj, decision
+
+
+def apply_decision(c: Clients, namespace: str, decision: core.Decision) -> None:
+    """Load first, label second: the model config is written before the routing that sends traffic to it."""
+    if decision.serving is not None:
+        _write_configmap_key(c, namespace, c.cfg.serving_configmap, c.cfg.serving_key,
+                             render_model_config([decision.serving]))
+    if decision.routing is not None:
+        _write_configmap_key(c, namespace, c.cfg.routing_configmap, c.cfg.routing_key,
+                             render_routing(decision.routing, decision.routing_generation))
+
+
+def _patch_status(c: Clients, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    if old == new:
+        return
+    patch = {k: v for k, v in new.items()}
+    patch.update({k: None for k in old if k not in new})  # merge patch: null deletes
+    c.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, ROLLOUT_PLURAL, name, {"status": patch})
+
+
+def _update_versions(c: Clients, namespace: str, old: dict[str, Any], new: dict[str, Any], key: str) -> None:
+    """Keep ModelVersion phases in step with rollout outcomes (best effort: the registry is informational)."""
+    model, cand, stable = new.get("model"), new.get("candidateVersion"), new.get("stableVersion")
+    if not model or not cand or (old.get("phase"), old.get("stage")) == (new.get("phase"), new.get("stage")):
+        return
+    changes: dict[int, str] = {}
+    if new.get("stage") in core.TRAFFIC_STAGES:
+        changes[cand] = "Candidate"
+    elif new.get("phase") == core.PROMOTED:
+        changes[cand] = "Stable"
+        if stable:
+            changes[stable] = "Retired"
+    elif new.get("phase") == core.ROLLED_BACK:
+        changes[cand] = "Rejected"
+    for version, phase in changes.items():
+        try:
+            c.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, MODELVERSION_PLURAL, versions.modelversion_name(model, version),
+                {"status": {"phase": phase, "rollout": key, "lastTransitionTime": core.ts(time.time())}})
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("ModelVersion %s-v%s status: HTTP %s", model, version, exc.status)
+
+
+def next_delay(status: dict[str, Any], spec: dict[str, Any], max_tick_s: float) -> float:
+    """How long until the next decision is useful: sooner while traffic is judged, rarely once finished."""
+    if status.get("phase") in core.TERMINAL:
+        return TERMINAL_RECHECK_S
+    try:
+        interval = parse_spec(spec).interval_s
+    except SpecError:
+        return TERMINAL_RECHECK_S
+    return max(0.2, min(interval / 2, max_tick_s))
+
+
+# ----------------------------------------------------------------------------------------------------------- kopf
+
+
+def _post(obj: dict[str, Any], events: list[core.Event], logger: logging.Logger) -> None:
+    for e in events:
+        line = f"{e.reason}: {e.message}"
+        if e.type == "Warning":
+            logger.warning(line)
+            kopf.warn(obj, reason=e.reason, message=e.message)
+        else:
+            logger.info(line)
+            kopf.info(obj, reason=e.reason, message=e.message)
+
+
+def _wake_event(memo: Any) -> asyncio.Event:
+    if getattr(memo, "wake", None) is None:
+        memo.wake = asyncio.Event()
+    return memo.wake
+
+
+@kopf.daemon(GROUP, VERSION, ROLLOUT_PLURAL, cancellation_timeout=10.0)
+async def drive_rollout(name: str, namespace: str, memo: Any, logger: logging.Logger, stopped: Any,
+                        **_: Any) -> None:
+    """One loop per ModelRollout: tick, then sleep until the next check is due or the spec changes."""
+    wake = _wake_event(memo)
+    c = clients()
+    while not stopped:
+        wake.clear()
+        delay = 1.0
+        try:
+            result = await asyncio.to_thread(tick, namespace, name)
+            if result is None:
+                return
+            obj, decision = result
+            _post(obj, decision.events, logger)
+            delay = next_delay(decision.status, obj.get("spec") or {}, c.cfg.max_tick_s)
+        except ApiException as exc:
+            logger.warning(f"Kubernetes API error during a tick (retrying): HTTP {exc.status} {exc.reason}")
+            delay = 2.0
+        except Exception as exc:  # noqa: BLE001 - a daemon that dies stops the rollout; report and retry
+            logger.exception(f"tick failed, retrying: {exc}")
+            delay = 5.0
+        deadline = time.monotonic() + delay
+        while not stopped and not wake.is_set() and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+@kopf.on.create(GROUP, VERSION, ROLLOUT_PLURAL)
+@kopf.on.update(GROUP, VERSION, ROLLOUT_PLURAL, field="spec")
+def spec_changed(spec: dict[str, Any], memo: Any, logger: logging.Logger, **_: Any) -> None:
+    """Refuse what can never work with a clear line, and wake the rollout's daemon to decide now."""
+    try:
+        parse_spec(dict(spec))
+    except SpecError as exc:
+        logger.warning(f"invalid spec: {exc}")  # the daemon marks it Failed with reason InvalidSpec
+    _wake_event(memo).set()
+
+
+@kopf.on.delete(GROUP, VERSION, ROLLOUT_PLURAL)
+def rollout_deleted(name: str, namespace: str, status: dict[str, Any], body: Any, logger: logging.Logger,
+                    **_: Any) -> None:
+    """Finalizer: an unfinished rollout gives all traffic back to stable and unloads the candidate."""
+    c = clients()
+    key = f"{namespace}/{name}"
+    st = dict(status or {})
+    configs = core.on_delete(st, key, serving_base_path(st.get("model") or "model"))
+    if configs is None:
+        return
+    doc = current_routing(c, namespace)
+    if isinstance(doc, dict) and doc.get("rollout") not in (None, key):
+        return  # someone else owns the model's routing now
+    serving, routing = configs
+    gen = max(int(st.get("routingGeneration", 0)), int((doc or {}).get("generation") or 0)) + 1
+    apply_decision(c, namespace, core.Decision(st, serving, routing, gen, []))
+    msg = f"deleted mid-rollout: 100% back to stable v{st.get('stableVersion')}, v{st.get('candidateVersion')} unloaded"
+    logger.warning(msg)
+    kopf.warn(body, reason="RolledBackOnDelete", message=msg)
+
+
+@kopf.on.create(GROUP, VERSION, MODELVERSION_PLURAL)
+@kopf.on.resume(GROUP, VERSION, MODELVERSION_PLURAL)
+def modelversion_seen(spec: dict[str, Any], status: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
+    """A registered version gets a phase: Registered, or Missing when the model store does not have it."""
+    if (status or {}).get("phase"):
+        return
+    c = clients()
+    phase = "Registered"
+    if c.cfg.model_base_path and spec.get("model") and isinstance(spec.get("version"), int):
+        store = f"{c.cfg.model_base_path.rstrip('/')}/{spec['model']}"
+        if not versions.store_candidate_info(store, spec["version"]).exists:
+            phase = "Missing"
+    patch.status["phase"] = phase
+    patch.status["lastTransitionTime"] = core.ts(time.time())
