@@ -121,7 +121,7 @@ def instances_to_array(instances: Any) -> np.ndarray:
     if not isinstance(instances, list) or not instances:
         raise InvalidInput("'instances' must be a non-empty list")
     arrays = [_one_instance(item, index) for index, item in enumerate(instances)]
-    return np.stack(arrays).astype(np.float32, copy=False)
+    return np.stack(arrays).astype(np.float32, copy=False)[..., None]
 
 
 def _one_instance(item: Any, index: int) -> np.ndarray:

@@ -1,0 +1,62 @@
+"""Fixtures of the frontend tests: app factories over an empty model dir or the trainer's published models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flask import Flask
+
+from frontend.app import create_app
+from frontend.state import get_state
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build apps with a test config; each is closed (backend, shadow pool) at the end of the test."""
+    built: list[Flask] = []
+
+    def make(**config: Any) -> Flask:
+        base = {"MODEL_BASE_PATH": str(tmp_path / "no-models"), "BACKEND": "embedded", "FEEDBACK_KEY_FILE": None,
+                "ROUTING_CHECK_S": 0.0}
+        base.update(config)
+        backend = base.pop("backend", None)
+        app = create_app(base, backend=backend)
+        built.append(app)
+        return app
+
+    yield make
+    for app in built:
+        with app.app_context():
+            get_state().close()
+
+
+@pytest.fixture
+def app(make_app) -> Flask:
+    """An app whose embedded backend has no model: everything but a successful prediction can be tested."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def mnist_test(mnist_npz: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(mnist_npz) as data:
+        return data["x_test"], data["y_test"]
+
+
+@pytest.fixture(scope="session")
+def models(request) -> Any:
+    """The trainer's published_models (real SavedModels v1, v2, broken v3)."""
+    return request.getfixturevalue("published_models")
+
+
+@pytest.fixture
+def model_app(make_app, models) -> Flask:
+    return make_app(MODEL_BASE_PATH=str(models.base_path), MODEL_NAME=models.name)

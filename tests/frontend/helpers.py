@@ -1,0 +1,54 @@
+"""Small helpers shared by the frontend tests (image encoding, key files, routing files)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def png_bytes(pixels: np.ndarray, mode: str | None = None) -> bytes:
+    """uint8 array -> PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8), mode=mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg_bytes(pixels: np.ndarray, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def write_json_atomically(path: Path, data: dict) -> None:
+    """Like kubelet updating a ConfigMap: write aside, then rename over (readers never see half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def routing(routes: list[tuple[int, str, int]], *, strategy: str = "canary", sticky: str | None = None,
+            shadow: dict | None = None, generation: int = 1, model: str = "mnist") -> dict:
+    return {"model": model, "strategy": strategy,
+            "routes": [{"version": v, "label": label, "weight": w} for v, label, w in routes],
+            "sticky_header": sticky, "shadow": shadow, "rollout": None, "generation": generation}
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text output (0.0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0

@@ -1,0 +1,57 @@
+"""frontend.feedback: signed tokens (any worker can verify) and the per-worker LRU/TTL store."""
+
+from __future__ import annotations
+
+from frontend.feedback import Answer, AnswerStore, sign, verify
+
+KEY = b"k" * 32
+ANSWER = Answer(model="mnist", version=2, digit=7, issued=1_000_000)
+
+
+def test_token_round_trip():
+    token = sign(KEY, "req-1", 0, ANSWER)
+    assert verify(KEY, token, "req-1", 0, "mnist", now=1_000_010, ttl_s=3600) == ANSWER
+
+
+def test_token_is_bound_to_key_request_index_model_and_time():
+    token = sign(KEY, "req-1", 0, ANSWER)
+    assert verify(b"x" * 32, token, "req-1", 0, "mnist", 1_000_010, 3600) is None
+    assert verify(KEY, token, "req-2", 0, "mnist", 1_000_010, 3600) is None
+    assert verify(KEY, token, "req-1", 1, "mnist", 1_000_010, 3600) is None
+    assert verify(KEY, token, "req-1", 0, "fashion", 1_000_010, 3600) is None
+    assert verify(KEY, token, "req-1", 0, "mnist", 1_000_000 + 3601, 3600) is None  # expired
+
+
+def test_tampered_tokens_are_refused():
+    token = sign(KEY, "req-1", 0, ANSWER)
+    version_changed = token.replace("v1.2.", "v1.3.", 1)
+    assert verify(KEY, version_changed, "req-1", 0, "mnist", 1_000_010, 3600) is None
+    for bad in ("", "v1", "v1.a.b.c.d", "v2.2.7.1000000." + token.rsplit(".", 1)[1], token + "x"):
+        assert verify(KEY, bad, "req-1", 0, "mnist", 1_000_010, 3600) is None
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_store_is_bounded_and_expires():
+    clock = Clock()
+    store = AnswerStore(max_entries=3, ttl_s=10, clock=clock)
+    for i in range(5):
+        store.put(f"r{i}", (ANSWER,))
+    assert len(store) == 3 and store.get("r0", 0) is None and store.get("r4", 0) == ANSWER
+    assert store.get("r4", 1) is None
+    clock.now = 11
+    assert store.get("r4", 0) is None
+    store.put("new", (ANSWER,))
+    assert len(store) == 1  # expired entries were dropped on the way
+
+
+def test_claim_counts_each_feedback_once():
+    store = AnswerStore(max_entries=10, ttl_s=10, clock=Clock())
+    assert store.claim("r1", 0) is True
+    assert store.claim("r1", 0) is False
+    assert store.claim("r1", 1) is True
