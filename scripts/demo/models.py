@@ -1,0 +1,104 @@
+"""The demo's local model store: which versions exist, training the missing ones with the real trainer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How the demo trains one version: small on purpose, so the demo stays brisk on a laptop CPU."""
+
+    version: int
+    train_limit: int
+    epochs: int
+    shuffle_labels: bool = False
+    seed: int = 0
+
+    def describe(self) -> str:
+        kind = "BROKEN: labels shuffled" if self.shuffle_labels else "real labels"
+        return f"v{self.version}: {self.train_limit} training images, {self.epochs} epoch(s), {kind}"
+
+
+# v1 is deliberately weaker than v2 (less data, fewer epochs), so promoting v2 is an improvement;
+# v3 learns from shuffled labels, so it is confidently wrong: the candidate a rollout must refuse.
+TRAIN_SPECS = {
+    1: TrainSpec(1, train_limit=6000, epochs=1, seed=1),
+    2: TrainSpec(2, train_limit=20000, epochs=2, seed=2),
+    3: TrainSpec(3, train_limit=6000, epochs=1, shuffle_labels=True, seed=3),
+}
+
+
+def is_published(model_dir: Path, version: int) -> bool:
+    """A finished version: the trainer renames the directory into place only once it is complete."""
+    return (model_dir / str(version) / "saved_model.pb").is_file()
+
+
+def offline_accuracy(model_dir: Path, version: int) -> float | None:
+    """test_accuracy from the version's assets.extra/metrics.json, if it has one."""
+    path = model_dir / str(version) / "assets.extra" / "metrics.json"
+    try:
+        return float(json.loads(path.read_text())["test_accuracy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def versions_to_train(model_dir: Path, needed: Sequence[int], retrain: bool) -> list[int]:
+    """The versions that must be (re)trained before the scenario can run."""
+    return [v for v in needed if retrain or not is_published(model_dir, v)]
+
+
+def venv_bin(name: str) -> str:
+    """A console script of the virtualenv the demo runs in (no PATH needed)."""
+    return str(Path(sys.executable).parent / name)
+
+
+def train_command(spec: TrainSpec, data: Path, base_path: Path) -> list[str]:
+    """The `mnist-train` command line for spec."""
+    argv = [
+        venv_bin("mnist-train"),
+        "--data",
+        str(data),
+        "--model-base-path",
+        str(base_path),
+        "--epochs",
+        str(spec.epochs),
+        "--train-limit",
+        str(spec.train_limit),
+        "--version",
+        str(spec.version),
+        "--seed",
+        str(spec.seed),
+    ]
+    if spec.shuffle_labels:
+        argv.append("--shuffle-labels")
+    return argv
+
+
+def remove_version(model_dir: Path, version: int) -> None:
+    """Drop a published version before retraining it (only ever inside the demo's own model store)."""
+    shutil.rmtree(model_dir / str(version), ignore_errors=True)
+
+
+def run_training(argv: Sequence[str], log_path: Path) -> subprocess.CompletedProcess:
+    """Run one training to completion, its output teed into log_path and shown to the user."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                log.write(line)
+                print(f"    | {line.rstrip()}", flush=True)
+            process.wait()
+        except BaseException:
+            process.terminate()
+            process.wait()
+            raise
+    return subprocess.CompletedProcess(list(argv), process.returncode)

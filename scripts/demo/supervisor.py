@@ -1,0 +1,204 @@
+"""Start child processes in their own process groups and stop every one of them, whatever happens.
+
+Each child gets its own session (so Ctrl-C in the terminal reaches only the demo,
+which then stops the children in order: operator, traffic, servers) and, on Linux,
+a parent-death signal, so even a demo killed with SIGKILL leaves no server behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask the kernel to SIGTERM it when the demo process dies."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+@dataclass
+class Child:
+    """One started process: its name for messages, the Popen, and where its output goes."""
+
+    name: str
+    process: subprocess.Popen
+    log_path: Path | None = None
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def tail(self, count: int = 20) -> str:
+        """The last lines the child wrote (from its log file, or from the captured lines)."""
+        if self.log_path is not None and self.log_path.exists():
+            text = self.log_path.read_text(errors="replace").splitlines()
+            return "\n".join(text[-count:])
+        return "\n".join(self.lines[-count:])
+
+
+class Supervisor:
+    """Owns every process the demo starts; `stop_all` (also run on exit from the `with` block) ends them."""
+
+    def __init__(self, grace_s: float = 10.0) -> None:
+        self.grace_s = grace_s
+        self.children: list[Child] = []
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        log_path: Path | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> Child:
+        """Start argv in a new session. Output goes to log_path, or line by line to on_line (both when both)."""
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        log_file = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 - closed by the reader
+        pipe = on_line is not None
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                env=full_env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if pipe else (log_file or subprocess.DEVNULL),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads touch state between fork and exec here
+            )
+        except BaseException:
+            if log_file is not None:
+                log_file.close()
+            raise
+        child = Child(name=name, process=process, log_path=log_path)
+        with self._lock:
+            self.children.append(child)
+        if pipe:
+            threading.Thread(
+                target=self._pump, args=(child, on_line, log_file), name=f"{name}-output", daemon=True
+            ).start()
+        elif log_file is not None:
+            log_file.close()  # the child holds its own copy of the descriptor
+        return child
+
+    @staticmethod
+    def _pump(child: Child, on_line: Callable[[str], None], log_file) -> None:
+        assert child.process.stdout is not None
+        try:
+            for raw in child.process.stdout:
+                if log_file is not None:
+                    log_file.write(raw)
+                    log_file.flush()
+                line = raw.decode(errors="replace").rstrip("\n")
+                child.lines.append(line)
+                on_line(line)
+        finally:
+            child.process.stdout.close()
+            if log_file is not None:
+                log_file.close()
+
+    def stop(self, child: Child, sig: int = signal.SIGTERM) -> int | None:
+        """Signal the child's whole process group, wait up to grace_s, then SIGKILL the group."""
+        if child.alive():
+            _signal_group(child.pid, sig)
+            try:
+                child.process.wait(timeout=self.grace_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(child.pid, signal.SIGKILL)
+                child.process.wait(timeout=5)
+        # Grandchildren (gunicorn workers) share the group; make sure none outlives its leader, and wait
+        # until the kernel has really ended them (SIGKILL is delivered asynchronously).
+        if group_members(child.pid):
+            _signal_group(child.pid, signal.SIGKILL)
+            wait_until(lambda: not group_members(child.pid), timeout_s=5, interval_s=0.05)
+        return child.process.returncode
+
+    def stop_all(self) -> None:
+        """Stop children in reverse start order (operator before the frontend it reads)."""
+        with self._lock:
+            children = list(reversed(self.children))
+        for child in children:
+            self.stop(child)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def group_members(pgid: int) -> list[int]:
+    """PIDs whose process group is pgid (Linux /proc), for checking that nothing was left behind."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name: state ppid pgrp ...
+        fields = stat.rsplit(")", 1)[1].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived: unwind so every `with Supervisor()` block stops its children."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM and SIGINT into Interrupted in the main thread (a second signal is ignored while cleaning)."""
+
+    def handler(signum: int, _frame) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> bool:
+    """Poll predicate until it holds or timeout_s passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()

@@ -1,0 +1,87 @@
+"""The terminal output of the demo is a pure function of a state snapshot: what it must show."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from scripts.demo.metrics import MetricsSnapshot, VersionStats
+from scripts.demo.progress import DemoState, Route, render_progress, render_summary, weight_of
+from scripts.demo.traffic import TrafficStats
+
+
+def state(**overrides) -> DemoState:
+    metrics = MetricsSnapshot(
+        versions={
+            "1": VersionStats(
+                outcomes={"ok": 300},
+                feedback_correct=285,
+                feedback_wrong=15,
+                latency_buckets=[(0.01, 290.0), (0.025, 300.0), (float("inf"), 300.0)],
+            ),
+            "2": VersionStats(
+                outcomes={"ok": 95, "backend_error": 5},
+                feedback_correct=98,
+                feedback_wrong=2,
+                latency_buckets=[(0.01, 50.0), (0.05, 100.0), (float("inf"), 100.0)],
+            ),
+        }
+    )
+    base = dict(
+        scenario="promote",
+        stable=1,
+        candidate=2,
+        elapsed_s=42.4,
+        phase="Progressing",
+        step=2,
+        steps=(20, 50, 100),
+        routes=(Route(1, "stable", 50), Route(2, "canary", 50)),
+        metrics=metrics,
+        traffic=TrafficStats(sent=401, statuses=Counter({200: 400}), lost=1, feedback_sent=400),
+    )
+    base.update(overrides)
+    return DemoState(**base)
+
+
+def test_progress_shows_phase_step_weights_and_caller_totals():
+    head, *versions = render_progress(state())
+    assert "Progressing" in head and "step 2/3" in head
+    assert "v1 50%" in head and "v2 50%" in head
+    assert "401 sent" in head and "0 5xx" in head and "1 lost" in head
+    assert "[   42s]" in head
+
+
+def test_progress_has_one_line_per_version_with_requests_accuracy_and_p99():
+    _, stable, candidate = render_progress(state())
+    assert stable.split()[:2] == ["v1", "stable"]
+    assert "300 req" in stable and "95.0%" in stable
+    assert candidate.split()[:2] == ["v2", "candidate"]
+    assert "100 req" in candidate and "98.0%" in candidate and "backend errors 5" in candidate
+    # p99 of v1: rank 297 of 300 lands in (0.01, 0.025] -> 0.01 + 0.015 * 7/10 = 20.5 ms.
+    assert "20 ms" in stable or "21 ms" in stable
+
+
+def test_progress_before_any_data_shows_dashes_not_zero_accuracy():
+    empty = state(metrics=MetricsSnapshot(), routes=(), step=None, phase="Pending")
+    head, stable, _ = render_progress(empty)
+    assert "(no routing yet)" in head and "step -" in head
+    assert "acc    -" in stable and "p99     -" in stable
+
+
+def test_summary_says_outcome_against_expectation_with_a_row_per_version():
+    lines = render_summary(state(phase="Promoted", routes=(Route(2, "stable", 100),)), "Promoted")
+    assert lines[0].startswith("Outcome: Promoted (as expected)")
+    rows = [line for line in lines if line.strip().startswith(("v1", "v2"))]
+    assert len(rows) == 2
+    assert rows[0].split()[-1] == "0%" and rows[1].split()[-1] == "100%"
+    assert "401 digits sent, 400 answered, 0 5xx, 1 lost; 400 labels fed back" in lines[-1]
+
+
+def test_summary_flags_an_unexpected_outcome_and_shows_the_reason():
+    lines = render_summary(state(phase="RolledBack", reason="accuracy 0.11 < 0.90"), "Promoted")
+    assert "EXPECTED Promoted" in lines[0]
+    assert lines[1] == "Reason:  accuracy 0.11 < 0.90"
+
+
+def test_weight_of_sums_routes_of_one_version():
+    routes = (Route(1, "stable", 70), Route(2, "canary", 30))
+    assert weight_of(routes, 1) == 70 and weight_of(routes, 2) == 30 and weight_of(routes, 3) == 0
