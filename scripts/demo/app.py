@@ -13,9 +13,9 @@ import requests
 import yaml
 
 from . import configs, metrics, models, progress, rollout, traffic
-from .operator_output import OperatorView, final_phase
+from .operator_output import Decision, OperatorView, final_phase
 from .ports import PortInUseError, free_port, require_free_port, wait_for_port
-from .supervisor import Child, Interrupted, Supervisor, install_signal_handlers
+from .supervisor import Child, Interrupted, Supervisor, install_signal_handlers, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,15 +105,40 @@ def prepare_files(cfg: DemoConfig, accuracy: dict[int, float]) -> tuple[Path, Pa
     return rollout_path, routing_path, serving_path
 
 
-def start_serving(sup: Supervisor, cfg: DemoConfig, routing_path: Path, serving_path: Path) -> Child:
-    """TF Serving (when its binary is on PATH) and the frontend under gunicorn; returns the frontend once ready."""
+@dataclass
+class Serving:
+    """What serves the demo: the frontend process, and TF Serving's REST URL when its binary is used."""
+
+    frontend: Child
+    serving_rest: str | None = None
+
+
+def frontend_command(cfg: DemoConfig, routing_path: Path, backend_args: list[str]) -> list[str]:
+    """`mnist-frontend` (gunicorn) on 127.0.0.1 only."""
+    return [
+        models.venv_bin("mnist-frontend"),
+        *backend_args,
+        "--model-name",
+        cfg.model,
+        "--routing-file",
+        str(routing_path),
+        "--bind",
+        f"127.0.0.1:{cfg.port}",
+        "--workers",
+        str(cfg.workers),
+    ]
+
+
+def start_serving(sup: Supervisor, cfg: DemoConfig, routing_path: Path, serving_path: Path) -> Serving:
+    """TF Serving (when its binary is on PATH) and the frontend under gunicorn, both ready when this returns."""
     logs = cfg.workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     backend_args = ["--backend", "embedded", "--model-base-path", str(cfg.model_dir)]
+    serving_rest = None
     tfs_binary = shutil.which("tensorflow_model_server")
     if tfs_binary:
         grpc_port, rest_port = free_port(), free_port()
-        say(f"    tensorflow_model_server found: serving on gRPC {grpc_port} (frontend backend: grpc)")
+        say(f"    tensorflow_model_server found: gRPC on {grpc_port}, REST on {rest_port}; frontend backend: grpc")
         tfs = sup.start(
             "tensorflow_model_server",
             [
@@ -125,30 +150,16 @@ def start_serving(sup: Supervisor, cfg: DemoConfig, routing_path: Path, serving_
             ],
             log_path=logs / "tfserving.log",
         )
-        if not wait_for_port(grpc_port, timeout_s=cfg.ready_timeout_s, alive=tfs.alive):
-            raise DemoError(f"TF Serving did not start; last lines of its log:\n{tfs.tail()}")
+        if not wait_for_port(rest_port, timeout_s=cfg.ready_timeout_s, alive=tfs.alive):
+            raise DemoError(f"TF Serving did not start; last lines of {tfs.log_path}:\n{tfs.tail()}")
         backend_args = ["--backend", "grpc", "--serving-grpc", f"127.0.0.1:{grpc_port}"]
+        serving_rest = f"http://127.0.0.1:{rest_port}"
     else:
         say("    embedded backend (no tensorflow_model_server on PATH): the frontend loads the SavedModels itself")
-    frontend = sup.start(
-        "frontend",
-        [
-            models.venv_bin("mnist-frontend"),
-            *backend_args,
-            "--model-name",
-            cfg.model,
-            "--routing-file",
-            str(routing_path),
-            "--bind",
-            f"127.0.0.1:{cfg.port}",
-            "--workers",
-            str(cfg.workers),
-        ],
-        log_path=logs / "frontend.log",
-    )
+    frontend = sup.start("frontend", frontend_command(cfg, routing_path, backend_args), log_path=logs / "frontend.log")
     if not wait_ready(cfg.base_url, frontend, cfg.ready_timeout_s):
-        raise DemoError(f"the frontend did not become ready; last lines of {logs / 'frontend.log'}:\n{frontend.tail()}")
-    return frontend
+        raise DemoError(f"the frontend did not become ready; last lines of {frontend.log_path}:\n{frontend.tail()}")
+    return Serving(frontend, serving_rest)
 
 
 def wait_ready(base_url: str, child: Child, timeout_s: float) -> bool:
@@ -166,8 +177,11 @@ def wait_ready(base_url: str, child: Child, timeout_s: float) -> bool:
     return False
 
 
-def operator_command(cfg: DemoConfig, rollout_path: Path, routing_path: Path, serving_path: Path) -> list[str]:
-    return [
+def operator_command(
+    cfg: DemoConfig, rollout_path: Path, routing_path: Path, serving_path: Path, serving_rest: str | None
+) -> list[str]:
+    """`mnist-operator local` against the demo's files and frontend (the gate reads the local model store)."""
+    argv = [
         models.venv_bin("mnist-operator"),
         "local",
         "--rollout",
@@ -178,16 +192,18 @@ def operator_command(cfg: DemoConfig, rollout_path: Path, routing_path: Path, se
         str(serving_path),
         "--metrics-url",
         f"{cfg.base_url}/metrics",
+        "--model-base-path",
+        str(cfg.model_dir),
+        "--timeout",
+        str(int(cfg.rollout_timeout_s)),
     ]
+    if serving_rest:
+        argv += ["--serving-rest", serving_rest]
+    return argv
 
 
 def snapshot_state(
-    cfg: DemoConfig,
-    started: float,
-    view: OperatorView,
-    routing_path: Path,
-    generator: traffic.TrafficGenerator,
-    decisions: list[str],
+    cfg: DemoConfig, started: float, view: OperatorView, routing_path: Path, generator: traffic.TrafficGenerator
 ) -> progress.DemoState:
     """One consistent picture for the renderer (metrics that cannot be read are shown as empty)."""
     try:
@@ -195,94 +211,102 @@ def snapshot_state(
     except requests.RequestException:
         snap = metrics.MetricsSnapshot()
     routes = configs.read_routes(routing_path)
-    steps = cfg.pace.steps
-    step = view.step
-    if step is None:
-        # Derive the step from the candidate's weight when the operator's output does not name it.
-        weight = progress.weight_of(routes, cfg.scenario.candidate)
-        step = next((i + 1 for i, w in enumerate(steps) if w == weight), None)
+    step = view.step if view.stage == "Canary" else None
     return progress.DemoState(
         scenario=cfg.scenario.name,
         stable=cfg.scenario.stable,
         candidate=cfg.scenario.candidate,
         elapsed_s=time.monotonic() - started,
         phase=view.phase,
+        stage=view.stage,
         step=step,
-        steps=steps,
+        steps=cfg.pace.steps,
         routes=routes,
         metrics=snap,
         traffic=generator.snapshot(),
-        decisions=list(decisions[-5:]),
         reason=view.reason,
     )
+
+
+def _show_operator_lines(lines: queue.Queue[str], view: OperatorView) -> None:
+    while True:
+        try:
+            line = lines.get_nowait()
+        except queue.Empty:
+            return
+        shown = view.feed(line)
+        if isinstance(shown, Decision):
+            say(shown.render())
+        elif shown:
+            say(f"  operator: {shown}")
 
 
 def run_rollout(
     sup: Supervisor,
     cfg: DemoConfig,
     files: tuple[Path, Path, Path],
+    serving: Serving,
     generator: traffic.TrafficGenerator,
-    frontend: Child,
 ) -> progress.DemoState:
-    """Run the operator to its end while printing progress; the final state."""
+    """Run the operator to its end, printing its decisions as they come and a progress block every few seconds."""
     rollout_path, routing_path, serving_path = files
     lines: queue.Queue[str] = queue.Queue()
     view = OperatorView()
-    decisions: list[str] = []
     operator = sup.start(
         "operator",
-        operator_command(cfg, rollout_path, routing_path, serving_path),
+        operator_command(cfg, rollout_path, routing_path, serving_path, serving.serving_rest),
         log_path=cfg.workdir / "logs" / "operator.log",
         on_line=lines.put,
     )
     started = time.monotonic()
-    next_progress = started
-    while True:
-        while True:
-            try:
-                line = lines.get_nowait()
-            except queue.Empty:
-                break
-            if view.feed(line):
-                decisions.append(line.strip())
-                say(progress.render_decision(line.strip()))
+    next_progress = started + 1.0
+    while operator.alive():
+        _show_operator_lines(lines, view)
         now = time.monotonic()
         if now >= next_progress:
-            state = snapshot_state(cfg, started, view, routing_path, generator, decisions)
-            say("\n".join(progress.render_progress(state)))
+            say("\n".join(progress.render_progress(snapshot_state(cfg, started, view, routing_path, generator))))
             next_progress = now + cfg.progress_every_s
-        if not operator.alive() and lines.empty():
-            break
-        if not frontend.alive():
-            raise DemoError(f"the frontend stopped during the rollout; last lines of its log:\n{frontend.tail()}")
-        if now - started > cfg.rollout_timeout_s:
-            raise DemoError(f"the rollout did not finish in {cfg.rollout_timeout_s:.0f} s; see {operator.log_path}")
+        if not serving.frontend.alive():
+            raise DemoError(
+                f"the frontend stopped during the rollout; last lines of its log:\n{serving.frontend.tail()}"
+            )
         time.sleep(0.2)
-    operator.process.wait()
-    # Let the last lines of output drain (the reader thread may lag the exit by a moment).
-    time.sleep(0.3)
-    while not lines.empty():
-        line = lines.get_nowait()
-        if view.feed(line):
-            decisions.append(line.strip())
-            say(progress.render_decision(line.strip()))
-    state = snapshot_state(cfg, started, view, routing_path, generator, decisions)
+    # The operator has exited; its last lines may still be in the pipe.
+    wait_until(lambda: operator.drained, timeout_s=5)
+    _show_operator_lines(lines, view)
+    state = snapshot_state(cfg, started, view, routing_path, generator)
     state.phase = final_phase(view, operator.process.returncode)
+    if state.phase == "Failed" and state.reason is None:
+        state.reason = f"mnist-operator exited {operator.process.returncode}; see {operator.log_path}"
     return state
+
+
+def serve_until_interrupted(cfg: DemoConfig, serving: Serving) -> None:
+    say()
+    say(f"Draw a digit: {cfg.base_url}/   (metrics: {cfg.base_url}/metrics, logs: {cfg.workdir / 'logs'})")
+    say("Serving until Ctrl-C.")
+    while serving.frontend.alive():
+        time.sleep(1)
+    raise DemoError(f"the frontend stopped; last lines of its log:\n{serving.frontend.tail()}")
+
+
+def preflight(cfg: DemoConfig) -> None:
+    """The mistakes a newcomer can make, caught before anything starts (Python and disk: the venv rule)."""
+    require_free_port(cfg.port, what="the demo's frontend")
+    if not cfg.data.exists():
+        raise DemoError(f"{cfg.data} is missing: run `make data` (make demo does it for you)")
+    if not cfg.example.exists():
+        raise DemoError(f"{cfg.example} is missing: the example ModelRollout the demo adapts")
 
 
 def run(cfg: DemoConfig) -> int:
     """The whole demo; the process exit code (0 only when the rollout ended as the scenario expects)."""
     install_signal_handlers()
+    scenario = cfg.scenario
     try:
-        require_free_port(cfg.port, what="the demo's frontend")
-        if not cfg.data.exists():
-            raise DemoError(f"{cfg.data} is missing: run `make data` (make demo does it for you)")
-        if not cfg.example.exists():
-            raise DemoError(f"{cfg.example} is missing: the example ModelRollout the demo adapts")
-        scenario = cfg.scenario
+        preflight(cfg)
         say(
-            f"mnist-platform demo: roll v{scenario.candidate} out over v{scenario.stable}, "
+            f"mnist-platform demo: roll v{scenario.candidate} out over v{scenario.stable} as a canary, "
             f"expecting {scenario.expected_phase}"
         )
         section(1, "models")
@@ -291,14 +315,14 @@ def run(cfg: DemoConfig) -> int:
         files = prepare_files(cfg, accuracy)
         with Supervisor() as sup:
             section(3, f"serving on {cfg.base_url}")
-            frontend = start_serving(sup, cfg, files[1], files[2])
-            say(f"    frontend ready (gunicorn pid {frontend.pid}); log: {frontend.log_path}")
-            section(4, f"rollout with live traffic ({cfg.rate_per_s:g} real MNIST test digits/s, labels fed back)")
+            serving = start_serving(sup, cfg, files[1], files[2])
+            say(f"    frontend ready (gunicorn pid {serving.frontend.pid}); log: {serving.frontend.log_path}")
+            section(4, f"canary under live traffic: {cfg.rate_per_s:g} real MNIST test digits/s, true labels fed back")
             digits = traffic.load_test_digits(cfg.data, count=2000, seed=0)
             generator = traffic.TrafficGenerator(cfg.base_url, digits, rate_per_s=cfg.rate_per_s).start()
             try:
                 time.sleep(cfg.warmup_s)
-                state = run_rollout(sup, cfg, files, generator, frontend)
+                state = run_rollout(sup, cfg, files, serving, generator)
             finally:
                 generator.stop()
             state.traffic = generator.snapshot()
@@ -306,14 +330,10 @@ def run(cfg: DemoConfig) -> int:
             say("\n".join(progress.render_summary(state, scenario.expected_phase)))
             code = 0 if state.phase == scenario.expected_phase else 1
             if cfg.exit_after:
-                say("    stopping (DEMO_EXIT=1)")
+                say("    DEMO_EXIT=1: stopping every process the demo started")
                 return code
-            say()
-            say(f"Draw a digit: {cfg.base_url}/   (metrics: {cfg.base_url}/metrics)")
-            say("Serving until Ctrl-C.")
-            while frontend.alive():
-                time.sleep(1)
-            raise DemoError(f"the frontend stopped; last lines of its log:\n{frontend.tail()}")
+            serve_until_interrupted(cfg, serving)
+            return code
     except PortInUseError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2

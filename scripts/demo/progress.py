@@ -25,12 +25,12 @@ class DemoState:
     candidate: int
     elapsed_s: float
     phase: str = "Pending"
+    stage: str | None = None  # the operator's stage: Gate, Loading, Canary, Promoting, RollingBack, Done
     step: int | None = None  # 1-based index of the canary step in progress
     steps: Sequence[int] = ()
     routes: Sequence[Route] = ()
     metrics: MetricsSnapshot = field(default_factory=MetricsSnapshot)
     traffic: TrafficStats = field(default_factory=TrafficStats)
-    decisions: Sequence[str] = ()
     reason: str | None = None
 
 
@@ -78,7 +78,8 @@ def render_progress(state: DemoState) -> list[str]:
     """A short block: phase, step, weights, caller-side totals, then one line per version."""
     traffic = state.traffic
     head = (
-        f"[{state.elapsed_s:5.0f}s] {state.phase:<11} {render_step(state)}  "
+        f"[{state.elapsed_s:5.0f}s] {state.phase + ('/' + state.stage if state.stage else ''):<23} "
+        f"{render_step(state)}  "
         f"weights: {render_weights(state.routes)}   "
         f"traffic: {traffic.sent} sent, {traffic.server_errors} 5xx, {traffic.lost} lost"
     )
@@ -86,11 +87,6 @@ def render_progress(state: DemoState) -> list[str]:
     for version in (state.stable, state.candidate):
         lines.append("        " + version_line(state, version))
     return lines
-
-
-def render_decision(line: str) -> str:
-    """An operator decision, set apart from the periodic progress block."""
-    return f"  >> {line}"
 
 
 def render_summary(state: DemoState, expected_phase: str) -> list[str]:

@@ -40,6 +40,7 @@ class Child:
     process: subprocess.Popen
     log_path: Path | None = None
     lines: list[str] = field(default_factory=list)
+    drained: bool = True  # False while a reader thread still has output to pass on
 
     @property
     def pid(self) -> int:
@@ -101,7 +102,7 @@ class Supervisor:
             if log_file is not None:
                 log_file.close()
             raise
-        child = Child(name=name, process=process, log_path=log_path)
+        child = Child(name=name, process=process, log_path=log_path, drained=not pipe)
         with self._lock:
             self.children.append(child)
         if pipe:
@@ -124,6 +125,7 @@ class Supervisor:
                 child.lines.append(line)
                 on_line(line)
         finally:
+            child.drained = True
             child.process.stdout.close()
             if log_file is not None:
                 log_file.close()

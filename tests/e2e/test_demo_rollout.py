@@ -42,7 +42,7 @@ def test_promote_rolls_v2_out_over_v1_at_demo_pace():
     assert spec["analysis"]["minAccuracy"] == 0.90
     assert spec["gate"]["minOfflineAccuracy"] == 0.90
     assert spec["analysis"]["maxErrorRate"] == 0.01  # untouched fields stay as in the example
-    assert doc["metadata"] == {"name": "mnist-v2", "namespace": "default"}
+    assert doc["metadata"] == {"name": "mnist-v2-canary", "namespace": "default"}
     assert EXAMPLE["spec"]["candidateVersion"] == 4, "the example itself is not modified"
     assert all(change.why for change in changes)
 
@@ -77,6 +77,7 @@ def test_missing_fields_are_added_and_shown_as_unset():
 
 def test_floor_to_never_rounds_up():
     assert floor_to(0.9599) == 0.95 and floor_to(0.93) == 0.93
+    assert floor_to(0.95 - 0.05) == 0.9, "binary float error must not cost a point"
 
 
 def test_load_example_finds_the_rollout_document(tmp_path):
@@ -91,3 +92,16 @@ def test_load_example_finds_the_rollout_document(tmp_path):
 def test_feedback_minimum_scales_with_the_demo_traffic():
     doc, _ = adapt_rollout(EXAMPLE, PROMOTE, ACCURACY, Pace(min_feedback=7))
     assert doc["spec"]["analysis"]["minFeedback"] == 7
+
+
+@pytest.mark.parametrize("scenario", [PROMOTE, ROLLBACK], ids=lambda s: s.name)
+def test_the_adapted_real_example_is_a_spec_the_operator_accepts(repo_root, scenario):
+    """k8s/examples/canary.yaml after the demo's changes passes the operator's own validation."""
+    from mnist_operator.spec import parse_spec
+
+    doc, changes = adapt_rollout(load_example(repo_root / "k8s" / "examples" / "canary.yaml"), scenario, ACCURACY)
+    parsed = parse_spec(doc["spec"])
+    assert (parsed.stable_version, parsed.candidate_version) == (scenario.stable, scenario.candidate)
+    assert parsed.canary.steps == Pace().steps
+    assert parsed.step_duration_s == Pace().step_duration_s and parsed.interval_s == Pace().interval_s
+    assert changes, "the example's production pace is always adapted"
