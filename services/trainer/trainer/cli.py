@@ -1,0 +1,141 @@
+"""`mnist-train`: train the MNIST ResNet and publish it as the next SavedModel version.
+
+Exit codes: 0 published; 2 bad arguments; 3 unreadable or invalid data; 4 below --min-accuracy;
+5 model store not writable or version taken; 1 anything unexpected. Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from trainer.config import TrainConfig
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_DATA, EXIT_ACCURACY, EXIT_STORE = 0, 1, 2, 3, 4, 5
+DEFAULTS = TrainConfig()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mnist-train",
+        description="Train the MNIST ResNet and publish it atomically as <model-base-path>/<version>/.",
+        epilog="exit codes: 0 published, 2 bad arguments, 3 bad data, 4 below --min-accuracy, "
+               "5 model store not writable or version taken, 1 unexpected error",
+    )
+    parser.add_argument("--data", type=Path, default=None,
+                        help="mnist.npz in keras' layout (default: $MNIST_DATA, else keras' download)")
+    parser.add_argument("--model-base-path", type=Path, default=DEFAULTS.model_base_path,
+                        help="model store directory of this model, e.g. /models/mnist (default: %(default)s)")
+    parser.add_argument("--model-name", default=DEFAULTS.model_name,
+                        help="model name in metrics, warmup requests and ModelVersion (default: %(default)s)")
+    parser.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=_positive_int, default=DEFAULTS.batch_size, help="default: %(default)s")
+    parser.add_argument("--learning-rate", type=_positive_float, default=DEFAULTS.max_learning_rate,
+                        help="peak of the one-cycle schedule (default: %(default)s)")
+    parser.add_argument("--train-limit", type=_positive_int, default=None, metavar="N",
+                        help="train on the first N training images only (smoke runs)")
+    parser.add_argument("--test-limit", type=_positive_int, default=None, metavar="N",
+                        help="evaluate on the first N test images only (default: all 10,000)")
+    parser.add_argument("--version", type=_positive_int, default=None, metavar="N",
+                        help="version to publish (default: the next free integer); fails if taken")
+    parser.add_argument("--seed", type=_non_negative_int, default=DEFAULTS.seed,
+                        help="seed of every random choice; same seed on CPU, same model (default: %(default)s)")
+    parser.add_argument("--min-accuracy", type=_fraction, default=DEFAULTS.min_accuracy,
+                        help="refuse to publish below this test accuracy (default: %(default)s)")
+    parser.add_argument("--no-augment", action="store_true", help="train without random shifts/rotations")
+    parser.add_argument("--shuffle-labels", action="store_true",
+                        help="train on shuffled labels: a deliberately broken candidate for rollback demos/tests")
+    parser.add_argument("--register", choices=("auto", "always", "never"), default=DEFAULTS.register,
+                        help="create a ModelVersion resource after publishing: auto = when running in a cluster "
+                             "(default: %(default)s); failures only warn")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        data=args.data, model_base_path=args.model_base_path, model_name=args.model_name, epochs=args.epochs,
+        batch_size=args.batch_size, max_learning_rate=args.learning_rate, train_limit=args.train_limit,
+        test_limit=args.test_limit, version=args.version, seed=args.seed, min_accuracy=args.min_accuracy,
+        augment=not args.no_augment, shuffle_labels=args.shuffle_labels, register=args.register,
+    )
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    # TensorFlow's C++ start-up chatter hides what a person needs; an explicit setting wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from trainer.data import DataError
+    from trainer.publish import PublishError
+    from trainer.train import AccuracyFloorError, ConfigError, run
+
+    def fail(code: int, message: str) -> int:
+        print(f"mnist-train: error: {message}", file=sys.stderr, flush=True)
+        return code
+
+    try:
+        result = run(config, log=_log)
+    except ConfigError as exc:
+        return fail(EXIT_USAGE, str(exc))
+    except DataError as exc:
+        return fail(EXIT_DATA, str(exc))
+    except AccuracyFloorError as exc:
+        return fail(EXIT_ACCURACY, str(exc))
+    except PublishError as exc:
+        return fail(EXIT_STORE, str(exc))
+    except KeyboardInterrupt:
+        return fail(130, "interrupted; nothing published")
+    # Last line, for people and scripts alike.
+    print(f"published version {result.version} at {result.path} test_accuracy {result.test_accuracy:.4f}", flush=True)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

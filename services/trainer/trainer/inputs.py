@@ -1,0 +1,72 @@
+"""tf.data input pipeline: shuffle, digit-friendly augmentation, batching, prefetch."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from trainer.config import TrainConfig
+
+# Small affine jitter that keeps a digit a digit: no flips (a mirrored 2 is not a 2).
+MAX_ROTATION_DEG = 10.0
+MAX_SHIFT_PX = 2.0
+MAX_SCALE = 0.1
+NUM_CLASSES = 10
+
+
+def to_model_input(images: tf.Tensor) -> tf.Tensor:
+    """uint8 [B, 28, 28] -> float32 [B, 28, 28, 1] in [0, 1], the serving contract."""
+    return tf.cast(images, tf.float32)[..., tf.newaxis] / 255.0
+
+
+def random_affine(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Rotate, scale and shift each image by a small random amount (stateless, so reproducible)."""
+    batch = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    angle = tf.random.stateless_uniform([batch], seeds[0], -1.0, 1.0) * (MAX_ROTATION_DEG * math.pi / 180.0)
+    scale = 1.0 + tf.random.stateless_uniform([batch], seeds[1], -MAX_SCALE, MAX_SCALE)
+    dx = tf.random.stateless_uniform([batch], seeds[2], -MAX_SHIFT_PX, MAX_SHIFT_PX)
+    dy = tf.random.stateless_uniform([batch], seeds[3], -MAX_SHIFT_PX, MAX_SHIFT_PX)
+    # The transform maps output pixel coordinates to input coordinates, around the image centre.
+    c = 13.5
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    a0, a1, b0, b1 = cos, -sin, sin, cos
+    a2 = c - a0 * c - a1 * c + dx
+    b2 = c - b0 * c - b1 * c + dy
+    zeros = tf.zeros_like(a0)
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.constant([28, 28]),
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+
+
+def build_inputs(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
+    """Endless training stream of (images, one-hot labels) batches; fit() runs it with steps_per_epoch.
+
+    Endless so that the shuffle order and the augmentation seeds keep advancing
+    across epochs instead of repeating; every random choice is derived from `seed`.
+    """
+    seed, augment = config.seed, config.augment
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(config.batch_size, drop_remainder=True)
+    counter = tf.data.Dataset.counter()
+
+    def prepare(step: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        images, labels = batch
+        images = to_model_input(images)
+        if augment:
+            images = random_affine(images, tf.stack([tf.constant(seed, tf.int64), step]))
+        return images, tf.one_hot(labels, NUM_CLASSES)
+
+    ds = tf.data.Dataset.zip((counter, ds)).map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def build_eval_inputs(x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tf.data.Dataset:
+    """Finite, unshuffled, unaugmented batches for evaluation."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    return ds.map(lambda images, labels: (to_model_input(images), tf.one_hot(labels, NUM_CLASSES)),
+                  num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
