@@ -16,13 +16,13 @@ The frontend's environment: every name here is defined in services/frontend/fron
 - name: MNIST_API_KEYS_FILE
   value: {{ printf "%s/api-keys" (include "mnist-platform.apiKeysDir" .) | quote }}
 - name: MNIST_MAX_BATCH
-  value: {{ .Values.frontend.maxBatch | quote }}
+  value: {{ int .Values.frontend.maxBatch | quote }}
 - name: MNIST_MAX_BODY_BYTES
-  value: {{ .Values.frontend.maxBodyBytes | quote }}
+  value: {{ int64 .Values.frontend.maxBodyBytes | quote }}
 - name: MNIST_BACKEND_TIMEOUT_S
   value: {{ .Values.frontend.backendTimeoutSeconds | quote }}
 - name: MNIST_TRUST_PROXY
-  value: {{ .Values.frontend.trustProxy | quote }}
+  value: {{ int .Values.frontend.trustProxy | quote }}
 {{- if .Values.frontend.sharedFeedbackKey }}
 - name: MNIST_FEEDBACK_KEY_FILE
   value: {{ printf "%s/feedback-key" (include "mnist-platform.feedbackKeyDir" .) | quote }}
@@ -30,7 +30,7 @@ The frontend's environment: every name here is defined in services/frontend/fron
 - name: MNIST_BIND
   value: {{ printf "0.0.0.0:%d" (int .Values.frontend.port) | quote }}
 - name: MNIST_WORKERS
-  value: {{ .Values.frontend.workers | quote }}
+  value: {{ int .Values.frontend.workers | quote }}
 - name: MNIST_THREADS
-  value: {{ .Values.frontend.threads | quote }}
+  value: {{ int .Values.frontend.threads | quote }}
 {{- end }}

@@ -18,7 +18,7 @@ tests/chart/test_consistency.py checks the names, the ConfigMap names/keys and t
 - name: MNIST_OPERATOR_FRONTEND_SELECTOR
   value: {{ printf "app.kubernetes.io/instance=%s,app.kubernetes.io/component=frontend" .Release.Name | quote }}
 - name: MNIST_OPERATOR_METRICS_PORT
-  value: {{ .Values.frontend.port | quote }}
+  value: {{ int .Values.frontend.port | quote }}
 - name: MNIST_OPERATOR_METRICS_PATH
   value: "/metrics"
 - name: MNIST_OPERATOR_PROMETHEUS_URL
