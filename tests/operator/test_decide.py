@@ -1,0 +1,328 @@
+"""The rollout state machine, scenario by scenario, on a deterministic simulated world."""
+
+from __future__ import annotations
+
+from mnist_operator.decide import (
+    CandidateInfo,
+    Observation,
+    blocking_rollout,
+    decide,
+    desired_configs,
+    on_delete,
+)
+
+from tests.operator.helpers import KEY, START, Behaviour, World, canary_spec
+
+
+def test_good_canary_walks_every_step_and_is_promoted_with_the_old_version_unloaded():
+    w = World(canary_spec())
+    weights = []
+    for _ in range(120):
+        w.tick()
+        weights.append(w.weight(2))
+        if w.phase == "Promoted":
+            break
+    assert w.phase == "Promoted", w.status
+    assert [x for i, x in enumerate(weights) if i == 0 or x != weights[i - 1]] == [0, 10, 50, 100]
+    assert w.routing["strategy"] == "single" and w.routing["routes"] == [{"version": 2, "label": "stable", "weight": 100}]
+    assert w.serving.versions == (2,) and w.serving.labels == {"stable": 2}
+    assert {"GatePassed", "CandidateAvailable", "CanaryStep", "AnalysisPassed", "Promoting", "Promoted"} <= set(w.reasons)
+    cond = {c["type"]: c for c in w.status["conditions"]}
+    assert cond["Ready"]["status"] == "True" and cond["Degraded"]["status"] == "False"
+
+
+def test_load_first_label_second_the_candidate_is_loaded_before_any_label_or_route_points_at_it():
+    w = World(canary_spec(), candidate=CandidateInfo(True, 0.98, False, "loading"))
+    w.tick()  # Pending -> Gate -> Loading in one tick
+    w.tick()
+    assert w.status["stage"] == "Loading"
+    assert w.serving.versions == (1, 2) and w.serving.labels == {"stable": 1}
+    assert w.weight(2) == 0
+    w.candidate = CandidateInfo(True, 0.98, True, "AVAILABLE")
+    w.tick()
+    assert w.status["stage"] == "Canary"
+    assert w.serving.labels == {"stable": 1, "canary": 2} and w.weight(2) == 10
+
+
+def test_candidate_never_available_fails_and_reverts_the_model_config_to_stable_only():
+    w = World(canary_spec(), candidate=CandidateInfo(True, 0.98, False, "TF Serving: LOADING"))
+    w.run(60)
+    assert w.phase == "Failed" and w.status["reason"] == "CandidateNotAvailable"
+    assert w.serving.versions == (1,) and w.weight(1) == 100
+
+
+def test_offline_gate_refuses_a_weak_candidate_before_any_traffic():
+    w = World(canary_spec(), candidate=CandidateInfo(True, 0.42, True, "metrics.json"))
+    w.run(10)
+    assert w.phase == "Failed" and w.status["reason"] == "GateFailed"
+    assert "0.4200 < gate.minOfflineAccuracy 0.9" in w.status["message"]
+    assert w.weight(2) == 0 and w.serving is None  # refused before it wrote anything
+
+
+def test_missing_candidate_waits_then_fails_after_gate_timeout():
+    w = World(canary_spec(), candidate=CandidateInfo(False, None, False, "store"))
+    w.tick()
+    assert w.phase == "Progressing" and w.status["reason"] == "CandidateNotFound"
+    w.run(30)
+    assert w.phase == "Failed" and w.status["reason"] == "CandidateNotFound"
+
+
+def test_erroring_canary_is_rolled_back_within_failure_limit_checks():
+    w = World(canary_spec(), behaviours={1: Behaviour(), 2: Behaviour(error_rate=0.2)})
+    w.run(120)
+    assert w.phase == "RolledBack" and w.status["reason"] == "HighErrorRate"
+    failed = [d for d in w.decisions for e in d.events if e.reason == "AnalysisFailed"]
+    assert len(failed) == 2  # failureLimit
+    assert w.routing["routes"] == [{"version": 1, "label": "stable", "weight": 100}]
+    assert w.serving.versions == (1,)
+    assert "error rate 0.2000 > 0.01" in w.status["message"]
+
+
+def test_slow_canary_is_rolled_back_for_latency():
+    w = World(canary_spec(), behaviours={1: Behaviour(), 2: Behaviour(latency_s=0.9)})
+    w.run(120)
+    assert w.phase == "RolledBack" and w.status["reason"] == "HighLatency"
+    assert w.status["lastAnalysis"]["candidate"]["p99Ms"] > 250
+
+
+def test_inaccurate_canary_is_rolled_back_on_feedback_accuracy():
+    w = World(canary_spec(), behaviours={1: Behaviour(), 2: Behaviour(accuracy=0.1)})
+    w.run(120)
+    assert w.phase == "RolledBack" and w.status["reason"] == "LowAccuracy"
+
+
+def test_no_metrics_holds_the_step_and_fails_after_inconclusive_timeout_with_traffic_back_to_stable():
+    w = World(canary_spec())
+    for _ in range(5):
+        w.tick()
+    assert w.weight(2) == 10
+    w.metrics_up = False
+    w.tick(3)
+    assert w.status["reason"] == "MetricsUnavailable" and w.weight(2) == 10
+    w.run(60)
+    assert w.phase == "Failed" and w.status["reason"] == "MetricsUnavailable"
+    assert w.weight(1) == 100
+
+
+def test_low_traffic_is_inconclusive_not_passed():
+    w = World(canary_spec(), rps=0.5)
+    for _ in range(15):
+        w.tick()
+    assert w.weight(2) == 10 and w.status["reason"] == "NotEnoughTraffic"
+    assert "AnalysisPassed" not in w.reasons
+
+
+def test_pod_restart_mid_step_is_a_counter_reset_not_a_failure():
+    w = World(canary_spec())
+    for _ in range(12):
+        w.tick()
+    w.restart_pod("pod-a")
+    w.run(120)
+    assert w.phase == "Promoted"
+
+
+def test_pause_freezes_weights_and_timers_and_resume_continues():
+    w = World(canary_spec())
+    for _ in range(5):
+        w.tick()
+    weight = w.weight(2)
+    w.spec = {**w.spec, "paused": True}
+    w.generation += 1
+    for _ in range(60):
+        w.tick()
+    assert w.phase == "Paused" and w.weight(2) == weight
+    w.spec = {**w.spec, "paused": False}
+    w.generation += 1
+    w.tick()
+    assert w.phase == "Progressing" and "Resumed" in w.reasons
+    w.run(120)
+    assert w.phase == "Promoted"
+
+
+def test_changing_steps_mid_canary_replans_without_lowering_the_weight():
+    w = World(canary_spec(canary={"steps": [10, 50, 100], "stepDuration": "10s"}))
+    while w.weight(2) < 50:
+        w.tick()
+    w.spec = canary_spec(canary={"steps": [20, 30, 80], "stepDuration": "10s"})
+    w.generation += 1
+    seen = []
+    for _ in range(100):
+        w.tick()
+        seen.append(w.weight(2))
+        if w.phase == "Promoted":
+            break
+    assert min(seen) >= 50 and 80 in seen and w.phase == "Promoted"
+    assert "Replanned" in w.reasons
+
+
+def test_changing_the_candidate_mid_rollout_sends_traffic_back_to_stable_and_starts_again():
+    w = World(canary_spec(), behaviours={1: Behaviour(), 2: Behaviour(), 3: Behaviour()})
+    while w.weight(2) < 10:
+        w.tick()
+    w.spec = canary_spec(candidateVersion=3)
+    w.generation += 1
+    w.tick()
+    assert w.weight(2) == 0 and "Replanned" in w.reasons
+    w.run(120)
+    assert w.phase == "Promoted" and w.routing["routes"][0]["version"] == 3
+
+
+def test_abtest_with_an_equal_candidate_is_promoted_under_not_worse():
+    spec = canary_spec(strategy="abtest", abtest={"split": 50, "duration": "20s", "minSamples": 100})
+    w = World(spec)
+    w.tick()  # gate passed, candidate loading
+    w.tick()  # AVAILABLE: labels and routing
+    assert w.routing["strategy"] == "abtest" and w.routing["sticky_header"] == "X-User-Id"
+    assert w.weight(2) == 50 and w.routing["routes"][1]["label"] == "candidate"
+    w.run(120)
+    assert w.phase == "Promoted", w.status
+
+
+def test_abtest_with_a_worse_candidate_is_rolled_back_naming_the_test():
+    spec = canary_spec(strategy="abtest", abtest={"split": 50, "duration": "20s", "minSamples": 100})
+    w = World(spec, behaviours={1: Behaviour(accuracy=0.97), 2: Behaviour(accuracy=0.90)})
+    w.run(120)
+    assert w.phase == "RolledBack" and w.status["reason"] == "LostABTest"
+    assert "z=" in w.status["message"]
+    assert w.status["lastAnalysis"]["abtest"]["candidateN"] >= 100
+
+
+def test_abtest_requiring_better_keeps_stable_on_a_tie():
+    spec = canary_spec(strategy="abtest", abtest={"split": 50, "duration": "20s", "minSamples": 100,
+                                                  "require": "better"})
+    w = World(spec)
+    w.run(120)
+    assert w.phase == "RolledBack" and w.status["reason"] == "LostABTest"
+
+
+def test_abtest_without_enough_feedback_fails_instead_of_guessing():
+    spec = canary_spec(strategy="abtest", abtest={"split": 50, "duration": "20s", "minSamples": 100000})
+    w = World(spec)
+    w.run(120)
+    assert w.phase == "Failed" and w.status["reason"] == "NotEnoughFeedback"
+    assert w.weight(1) == 100
+
+
+def test_shadow_copies_traffic_without_user_weight_then_switches():
+    spec = canary_spec(strategy="shadow", shadow={"percent": 50, "duration": "10s", "promote": "switch"})
+    w = World(spec)
+    for _ in range(3):
+        w.tick()
+    assert w.routing["strategy"] == "shadow" and w.routing["shadow"] == {"version": 2, "percent": 50}
+    assert w.weight(2) == 0 and w.serving.labels == {"stable": 1, "shadow": 2}
+    w.run(120)
+    assert w.phase == "Promoted"
+    assert "CanaryStep" not in w.reasons
+
+
+def test_shadow_then_canary_runs_the_steps_after_the_shadow():
+    spec = canary_spec(strategy="shadow", shadow={"percent": 100, "duration": "10s", "promote": "canary"})
+    w = World(spec)
+    w.run(200)
+    assert w.phase == "Promoted" and "ShadowPassed" in w.reasons and "CanaryStep" in w.reasons
+
+
+def test_shadow_with_low_agreement_is_rolled_back_and_the_shadow_removed():
+    spec = canary_spec(strategy="shadow", shadow={"percent": 100, "duration": "30s"})
+    w = World(spec, behaviours={1: Behaviour(), 2: Behaviour(agreement=0.5)})
+    w.run(120)
+    assert w.phase == "RolledBack" and w.status["reason"] == "LowAgreement"
+    assert w.routing["shadow"] is None and w.routing["strategy"] == "single"
+
+
+def test_promotion_waits_for_frontends_to_load_the_new_routing_before_unloading():
+    w = World(canary_spec(analysis={"routingTimeout": "30s"}))
+    while w.status is None or w.status.get("stage") != "Promoting":
+        w.tick()
+    w.frontends_follow = False
+    for _ in range(10):
+        w.tick()
+    assert w.status["stage"] == "Promoting" and w.serving.versions == (1, 2)
+    w.frontends_follow = True
+    w.tick()
+    assert w.phase == "Promoted" and w.serving.versions == (2,)
+
+
+def test_second_rollout_of_the_same_model_waits_in_pending_with_the_reason():
+    w = World(canary_spec(), blocked_by="default/other")
+    w.tick()
+    d = w.decisions[-1]
+    assert w.phase == "Pending" and w.status["reason"] == "WaitingForRollout"
+    assert d.routing is None and d.serving is None  # it writes nothing while it waits
+    w.blocked_by = None
+    w.run(120)
+    assert w.phase == "Promoted"
+
+
+def test_arbitration_active_first_then_oldest():
+    others = [("ns/a", "2026-01-01T00:00:00Z", "Progressing"), ("ns/b", "2026-01-01T00:00:01Z", None)]
+    assert blocking_rollout("ns/c", "2025-01-01T00:00:00Z", None, others) == "ns/a"
+    assert blocking_rollout("ns/a", "2026-01-01T00:00:00Z", "Progressing", others) is None
+    waiting = [("ns/b", "2026-01-01T00:00:01Z", "Pending")]
+    assert blocking_rollout("ns/c", "2026-01-01T00:00:02Z", "Pending", waiting) == "ns/b"
+    assert blocking_rollout("ns/a", "2026-01-01T00:00:00Z", "Pending", waiting) is None
+    assert blocking_rollout("ns/c", "2026-01-01T00:00:02Z", None, [("ns/d", "2020", "Promoted")]) is None
+
+
+def test_invalid_spec_is_failed_with_the_field_named_and_no_config_written():
+    obs = Observation(rollout=KEY)
+    d = decide({"model": "mnist", "candidateVersion": 2, "canary": {"steps": [50, 10]}}, None, obs, START)
+    assert d.status["phase"] == "Failed" and d.status["reason"] == "InvalidSpec"
+    assert "canary.steps" in d.status["message"] and d.routing is None and d.serving is None
+    assert [e.reason for e in d.events] == ["InvalidSpec"]
+
+
+def test_spec_turned_invalid_mid_rollout_sends_traffic_back_to_stable():
+    w = World(canary_spec())
+    while w.weight(2) < 10:
+        w.tick()
+    w.spec = {**w.spec, "strategy": "bluegreen"}
+    w.generation += 1
+    w.tick()
+    assert w.phase == "Failed" and w.weight(1) == 100 and w.serving.versions == (1,)
+
+
+def test_deleting_mid_rollout_restores_stable_and_deleting_a_finished_one_touches_nothing():
+    w = World(canary_spec())
+    while w.weight(2) < 10:
+        w.tick()
+    serving, routing = on_delete(w.status, KEY, "/models/mnist")
+    assert serving.versions == (1,) and [(r.version, r.weight) for r in routing.routes] == [(1, 100)]
+    w.run(200)
+    assert on_delete(w.status, KEY, "/models/mnist") is None
+
+
+def test_configs_follow_from_status_alone_so_a_restart_rewrites_the_same_routing():
+    w = World(canary_spec())
+    for _ in range(40):
+        w.tick()
+        if w.phase in ("Promoted",):
+            break
+        serving, routing = desired_configs(w.status, KEY, "/models/mnist")
+        if routing is not None:
+            assert [(r.version, r.weight) for r in routing.routes] == [
+                (r["version"], r["weight"]) for r in w.routing["routes"]]
+
+
+def test_stable_version_defaults_to_what_the_routing_serves_now():
+    w = World(canary_spec(), stable=7, behaviours={7: Behaviour(), 2: Behaviour()})
+    w.tick()
+    assert w.status["stableVersion"] == 7
+
+
+def test_no_stable_version_anywhere_fails_with_what_to_set():
+    d = decide(canary_spec(), None, Observation(rollout=KEY, candidate=CandidateInfo(True, 0.99, True)), START)
+    assert d.status["phase"] == "Failed" and d.status["reason"] == "NoStableVersion"
+    assert "stableVersion" in d.status["message"]
+
+
+def test_routing_generation_only_increases_when_the_routing_changes():
+    w = World(canary_spec())
+    gens = []
+    for _ in range(80):
+        w.tick()
+        gens.append(w.routing["generation"])
+        if w.phase == "Promoted":
+            break
+    assert gens == sorted(gens)
+    assert len(set(gens)) == 1 + 3 + 1  # initial, 3 steps... and the promotion to single

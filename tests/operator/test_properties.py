@@ -1,0 +1,120 @@
+"""Property tests of the pure core: weights, rollbacks and restarts under random specs, behaviours and mishaps."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mnist_operator.decide import TERMINAL, decide, desired_configs
+from mnist_operator.render import routing_document
+
+from tests.operator.helpers import KEY, Behaviour, World, canary_spec
+
+ACTIONS = ("none", "none", "none", "restart_pod", "metrics_down", "metrics_up", "pause", "resume", "lag", "follow",
+           "new_pod")
+
+
+@st.composite
+def scenarios(draw):
+    strategy = draw(st.sampled_from(["canary", "abtest", "shadow"]))
+    steps = sorted(draw(st.sets(st.integers(1, 100), min_size=1, max_size=4)))
+    spec = canary_spec(
+        strategy=strategy,
+        canary={"steps": steps, "stepDuration": f"{draw(st.integers(1, 8))}s"},
+        abtest={"split": draw(st.integers(1, 99)), "duration": f"{draw(st.integers(3, 20))}s",
+                "minSamples": draw(st.integers(1, 200)), "require": draw(st.sampled_from(["notWorse", "better"]))},
+        shadow={"percent": draw(st.integers(1, 100)), "duration": f"{draw(st.integers(2, 15))}s",
+                "promote": draw(st.sampled_from(["canary", "switch"]))},
+        analysis={"interval": f"{draw(st.integers(1, 4))}s", "failureLimit": draw(st.integers(1, 3)),
+                  "minRequests": draw(st.integers(1, 60)), "inconclusiveTimeout": f"{draw(st.integers(3, 30))}s",
+                  "routingTimeout": f"{draw(st.integers(1, 10))}s"},
+    )
+    candidate = Behaviour(error_rate=draw(st.sampled_from([0.0, 0.0, 0.005, 0.3])),
+                          latency_s=draw(st.sampled_from([0.004, 0.02, 0.4])),
+                          accuracy=draw(st.sampled_from([0.98, 0.95, 0.1])),
+                          agreement=draw(st.sampled_from([0.999, 0.9, 0.4])))
+    actions = draw(st.lists(st.sampled_from(ACTIONS), min_size=20, max_size=120))
+    dts = draw(st.lists(st.sampled_from([0.5, 1.0, 2.0, 3.0]), min_size=len(actions), max_size=len(actions)))
+    return spec, candidate, list(zip(actions, dts, strict=True))
+
+
+def apply(w: World, action: str) -> None:
+    if action == "restart_pod":
+        w.restart_pod("pod-a")
+    elif action == "new_pod":
+        w.pods[f"pod-{len(w.pods)}"] = type(w.pods["pod-a"])()
+    elif action == "metrics_down":
+        w.metrics_up = False
+    elif action == "metrics_up":
+        w.metrics_up = True
+    elif action in ("pause", "resume"):
+        w.spec = {**w.spec, "paused": action == "pause"}
+        w.generation += 1
+    elif action == "lag":
+        w.frontends_follow = False
+    elif action == "follow":
+        w.frontends_follow = True
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_invariants_hold_through_any_run(scenario):
+    spec, candidate, script = scenario
+    w = World(spec, behaviours={1: Behaviour(), 2: candidate})
+    prev_weight, prev_status = 0, None
+    for action, dt in script + [("resume", 2.0), ("metrics_up", 2.0), ("follow", 2.0)] + [("none", 2.0)] * 150:
+        apply(w, action)
+        before = copy.deepcopy(w.status)
+        w.tick(dt)
+        obs = w.last_obs
+        d = w.decisions[-1]
+        st_ = w.status
+        # Routing is always a valid split.
+        assert sum(r["weight"] for r in w.routing["routes"]) == 100
+        assert all(0 < r["weight"] <= 100 for r in w.routing["routes"])
+        assert 0 <= st_.get("candidateWeight", 0) <= 100
+        # Weights never go backwards without a rollback (or a replan, which is not exercised here).
+        w_now = w.weight(2)
+        if w_now < prev_weight:
+            assert st_["stage"] in ("RollingBack", "Done") and st_.get("outcome", st_["phase"]) != "Promoted", st_
+        prev_weight = w_now
+        # Restart safety: deciding again from the persisted (JSON) status gives the very same decision...
+        if before is not None:
+            again = decide(w.spec, json.loads(json.dumps(before)), obs, w.now)
+            assert json.dumps(again.status, sort_keys=True) == json.dumps(d.status, sort_keys=True)
+            assert again.routing == d.routing and again.serving == d.serving and again.events == d.events
+        # ...and a restarted operator re-renders exactly the routing in place: no traffic jump.
+        if st_["phase"] not in TERMINAL:
+            _, routing = desired_configs(st_, KEY, "/models/mnist")
+            if routing is not None:
+                assert routing_document(routing, w.routing["generation"]) == w.routing
+        prev_status = st_
+        if st_["phase"] in TERMINAL and w.decisions[-1].routing is not None:
+            break
+    # The run ends: a finished rollout either promoted the candidate or restored stable completely.
+    assert prev_status is not None
+    if prev_status["phase"] == "Promoted":
+        assert w.routing["routes"] == [{"version": 2, "label": "stable", "weight": 100}]
+        assert w.serving.versions == (2,)
+    elif prev_status["phase"] in ("RolledBack", "Failed"):
+        assert w.weight(2) == 0 and w.routing["shadow"] is None
+        if w.serving is not None:
+            assert w.serving.versions == (1,) and w.serving.labels == {"stable": 1}
+    else:
+        assert prev_status["phase"] in ("Progressing", "Paused")
+
+
+@settings(max_examples=40, deadline=None)
+@given(bad=st.sampled_from([Behaviour(error_rate=0.5), Behaviour(latency_s=2.0), Behaviour(accuracy=0.05)]),
+       limit=st.integers(1, 3))
+def test_a_bad_canary_is_always_rolled_back_within_failure_limit_checks(bad, limit):
+    w = World(canary_spec(analysis={"failureLimit": limit, "interval": "2s"},
+                          canary={"steps": [10, 50, 100], "stepDuration": "30s"}),
+              behaviours={1: Behaviour(), 2: bad})
+    w.run(200)
+    assert w.phase == "RolledBack"
+    checks = [e for d in w.decisions for e in d.events if e.reason in ("AnalysisPassed", "AnalysisFailed")]
+    assert [e.reason for e in checks] == ["AnalysisFailed"] * limit
+    assert w.routing["routes"] == [{"version": 1, "label": "stable", "weight": 100}]
