@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -37,8 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     loc.add_argument("--serving-config", required=True, type=Path, help="TF Serving model config file to write")
     loc.add_argument("--metrics-url", required=True, action="append", default=[],
                      help="frontend /metrics URL (repeatable, one per frontend process group)")
-    loc.add_argument("--model-base-path", type=Path,
-                     help="model dir <base>/<model> for the gate (saved_model.pb, metrics.json) and config base_path")
+    loc.add_argument("--model-base-path", type=Path, default=os.environ.get("MNIST_MODEL_BASE_PATH") or None,
+                     help="model dir <base>/<model> for the gate (saved_model.pb, metrics.json) and the config's "
+                          "base_path (default: $MNIST_MODEL_BASE_PATH; without either, the gate asks the "
+                          "frontend's /readyz and knows no offline accuracy)")
     loc.add_argument("--serving-rest", help="TF Serving REST base URL: the AVAILABLE gate asks its model status API")
     loc.add_argument("--tick", type=float, help="seconds between decisions (default: interval/2, at most 1)")
     loc.add_argument("--timeout", type=float, help="give up (exit 3) after this many seconds")

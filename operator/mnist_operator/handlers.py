@@ -77,10 +77,19 @@ def clients() -> Clients:
 
 
 @kopf.on.login()
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """Log in the way the kubernetes client was configured (kubeconfig from MNIST_OPERATOR_KUBECONFIG or in-cluster)."""
+def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """MNIST_OPERATOR_KUBECONFIG when set (tests, out-of-cluster runs); else kopf's own (in-cluster, $KUBECONFIG)."""
+    if not env("MNIST_OPERATOR_KUBECONFIG"):
+        return kopf.login_via_client(settings=settings, **kwargs)
     _load_kube_config()
-    return kopf.login_via_client(**kwargs)
+    config = kubernetes.client.Configuration.get_default_copy()
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    return kopf.ConnectionInfo(server=config.host, ca_path=config.ssl_ca_cert, insecure=not config.verify_ssl,
+                               username=config.username or None, password=config.password or None, scheme=scheme,
+                               token=token, certificate_path=config.cert_file, private_key_path=config.key_file,
+                               trust_env=settings.networking.trust_env)
 
 
 @kopf.on.startup()

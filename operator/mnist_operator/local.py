@@ -94,11 +94,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def progress_line(status: dict[str, Any]) -> str:
+def progress_line(status: dict[str, Any], steps: int) -> str:
     """One line a person can follow: stage, weights, per-version numbers of the last analysis."""
     parts = [f"{status.get('phase', '?')}/{status.get('stage', '?')}"]
     if status.get("stage") == core.CANARY:
-        parts.append(f"step {int(status.get('step', 0)) + 1}")
+        parts.append(f"step {int(status.get('step', 0)) + 1}/{steps}")
     parts.append(f"candidate {status.get('candidateWeight', 0)}%")
     if status.get("shadowPercent"):
         parts.append(f"shadow {status['shadowPercent']}%")
@@ -120,8 +120,6 @@ def progress_line(status: dict[str, Any]) -> str:
 def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.time) -> int:
     """Drive the rollout to its end. 0: Promoted; 1: RolledBack or Failed; 2: bad arguments or files."""
     obj = load_rollout(opts.rollout)
-    if opts.model_base_path is None and not opts.serving_rest:
-        raise LocalError("need --model-base-path (model store check) or --serving-rest (TF Serving status)")
     if not opts.metrics_urls:
         raise LocalError("need at least one --metrics-url")
     spec = obj.get("spec") or {}
@@ -161,7 +159,7 @@ def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.ti
                 out.write("\r\033[K")
             out.write(f"{time.strftime('%H:%M:%S', time.localtime(now))} {e.type:<7} {e.reason}: {e.message}\n")
             last_progress = ""
-        line = progress_line(status)
+        line = progress_line(status, len(parsed.canary.steps))
         if line != last_progress:
             out.write(("\r\033[K" + line) if tty else line + "\n")
             last_progress = line
@@ -171,9 +169,10 @@ def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.ti
             if tty:
                 out.write("\n")
             if phase == core.PROMOTED:
-                out.write(f"Promoted: {status.get('message', '')}\n")
+                out.write(f"Promoted reason: {status.get('message', '')}\n")
                 return 0
-            sys.stderr.write(f"{phase}: {status.get('reason')}: {status.get('message', '')}\n")
+            out.flush()
+            sys.stderr.write(f"{phase} reason: {status.get('reason')}: {status.get('message', '')}\n")
             return 1
         if opts.timeout_s is not None and now - started > opts.timeout_s:
             sys.stderr.write(f"Timeout: rollout still {phase}/{status.get('stage')} after {opts.timeout_s:.0f}s\n")
@@ -182,10 +181,18 @@ def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.ti
 
 
 def _candidate(opts: LocalOptions, model: str, version: int, http: requests.Session) -> core.CandidateInfo:
+    """TF Serving's status API when given; else the model store; else (neither) the frontend's /readyz."""
     store = versions.store_candidate_info(opts.model_base_path, version) if opts.model_base_path else None
     if opts.serving_rest:
         ok, seen = versions.serving_available(opts.serving_rest, model, version, opts.http_timeout_s, http)
         exists = store.exists if store else ok
         return core.CandidateInfo(exists, store.test_accuracy if store else None, ok, seen)
-    assert store is not None
-    return store
+    if store is not None:
+        return store
+    url = opts.metrics_urls[0].rsplit("/", 1)[0] + "/readyz"
+    try:
+        ok = http.get(url, timeout=opts.http_timeout_s).status_code == 200
+    except requests.RequestException:
+        ok = False
+    return core.CandidateInfo(exists=ok, test_accuracy=None, available=ok,
+                              detail=f"frontend {url} (no --model-base-path: offline accuracy unknown)")

@@ -55,7 +55,8 @@ def counters_from_samples(samples: Iterable[tuple[str, dict[str, str], float]], 
             buckets = target.setdefault(labels.get("version", ""), [0.0] * len(LATENCY_BUCKETS))
             buckets[i] += value  # summed over routes: per-version latency
         elif name == GENERATION:
-            pc.routing_generation = value
+            # Several worker processes may each report one: the routing in force everywhere is the lowest.
+            pc.routing_generation = value if pc.routing_generation is None else min(pc.routing_generation, value)
     return pc
 
 
