@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .app import DemoConfig, run
 from .rollout import SCENARIOS
@@ -27,6 +28,18 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
     )
     parser.add_argument("--retrain", action="store_true", help="train the versions again even if present (RETRAIN=1)")
     parser.add_argument("--rate", type=float, default=15.0, help="digits per second the traffic generator sends")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=DemoConfig.model_dir,
+        help="model store <base>/<model> (default: models/mnist)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=DemoConfig.workdir,
+        help="where the rollout, routing/serving configs and logs go (default: build/demo)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error(f"--port {args.port}: not a TCP port")

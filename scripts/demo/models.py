@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,7 @@ class TrainSpec:
 # v3 learns from shuffled labels, so it is confidently wrong: the candidate a rollout must refuse.
 TRAIN_SPECS = {
     1: TrainSpec(1, train_limit=6000, epochs=1, seed=1),
-    2: TrainSpec(2, train_limit=20000, epochs=2, seed=2),
+    2: TrainSpec(2, train_limit=12000, epochs=2, seed=2),
     3: TrainSpec(3, train_limit=6000, epochs=1, shuffle_labels=True, seed=3),
 }
 
@@ -75,6 +76,9 @@ def train_command(spec: TrainSpec, data: Path, base_path: Path) -> list[str]:
         str(spec.version),
         "--seed",
         str(spec.seed),
+        # The demo has no cluster to register a ModelVersion in.
+        "--register",
+        "never",
     ]
     if spec.shuffle_labels:
         argv.append("--shuffle-labels")
@@ -86,8 +90,18 @@ def remove_version(model_dir: Path, version: int) -> None:
     shutil.rmtree(model_dir / str(version), ignore_errors=True)
 
 
+# TensorFlow's C++ start-up lines (absl format, e.g. `I0000 00:00:17.. 1234 port.cc:153] ...`) and its
+# "before absl::InitializeLog" notice say nothing to a demo audience; they stay in the log file only.
+_TF_NOISE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
+
+
+def worth_showing(line: str) -> bool:
+    """A trainer output line the person watching should see."""
+    return bool(line.strip()) and not _TF_NOISE.match(line)
+
+
 def run_training(argv: Sequence[str], log_path: Path) -> subprocess.CompletedProcess:
-    """Run one training to completion, its output teed into log_path and shown to the user."""
+    """Run one training to completion; all output goes to log_path, the meaningful lines to the terminal."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -95,7 +109,8 @@ def run_training(argv: Sequence[str], log_path: Path) -> subprocess.CompletedPro
         try:
             for line in process.stdout:
                 log.write(line)
-                print(f"    | {line.rstrip()}", flush=True)
+                if worth_showing(line):
+                    print(f"    | {line.rstrip()}", flush=True)
             process.wait()
         except BaseException:
             process.terminate()

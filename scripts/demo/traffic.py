@@ -63,10 +63,8 @@ def answer_version(body: Mapping, headers: Mapping[str, str]) -> str:
     for header in ("X-Model-Version", "x-model-version"):
         if header in headers:
             return str(headers[header])
-    for key in ("model_version", "version"):
-        if key in body and body[key] is not None:
-            return str(body[key])
-    return ""
+    value = body.get("version")
+    return "" if value is None else str(value)
 
 
 def answer_request_id(body: Mapping, headers: Mapping[str, str]) -> str | None:
@@ -88,7 +86,8 @@ class TrafficStats:
     lost: int = 0  # no HTTP answer at all: connection refused/reset or timeout
     feedback_sent: int = 0
     feedback_failed: int = 0
-    correct_by_version: Counter = field(default_factory=Counter)
+    correct_by_version: Counter = field(default_factory=Counter)  # predicted digit == true label
+    feedback_by_version: Counter = field(default_factory=Counter)  # feedback the frontend counted
     last_error: str | None = None
 
     @property
@@ -104,6 +103,7 @@ class TrafficStats:
             feedback_sent=self.feedback_sent,
             feedback_failed=self.feedback_failed,
             correct_by_version=Counter(self.correct_by_version),
+            feedback_by_version=Counter(self.feedback_by_version),
             last_error=self.last_error,
         )
 
@@ -227,32 +227,56 @@ class TrafficGenerator:
             elif response.status_code >= 500:
                 self.stats.last_error = f"HTTP {response.status_code}: {response.text[:200]}"
         if response.ok and self.send_feedback:
-            self._feedback(session, answer_request_id(body, response.headers), digit.label)
+            request_id = answer_request_id(body, response.headers)
+            self._feedback(session, request_id, feedback_token(body), digit.label, version)
 
-    def _feedback(self, session: requests.Session, request_id: str | None, label: int) -> None:
-        ok = False
+    def _feedback(
+        self, session: requests.Session, request_id: str | None, token: str | None, label: int, version: str
+    ) -> None:
+        ok = counted = False
         if request_id is not None:
+            payload: dict = {"request_id": request_id, "label": label}
+            if token is not None:
+                # The signed token lets whichever gunicorn worker receives the feedback count it.
+                payload["feedback_token"] = token
             try:
-                answer = session.post(
-                    f"{self.base_url}/v1/feedback",
-                    json={"request_id": request_id, "label": label},
-                    timeout=self.timeout_s,
-                )
+                answer = session.post(f"{self.base_url}/v1/feedback", json=payload, timeout=self.timeout_s)
                 ok = answer.ok
+                # The frontend counts the first feedback per prediction only; it says so in `counted`.
+                counted = ok and _json_field(answer, "counted", True) is not False
             except requests.RequestException:
                 ok = False
         with self._lock:
             self.stats.feedback_sent += 1
             if not ok:
                 self.stats.feedback_failed += 1
+            if counted:
+                self.stats.feedback_by_version[version] += 1
+
+
+def _json_field(response: requests.Response, key: str, default=None):
+    try:
+        body = response.json()
+    except ValueError:
+        return default
+    return body.get(key, default) if isinstance(body, Mapping) else default
+
+
+def _first_prediction(body: Mapping) -> Mapping | None:
+    items = body.get("predictions")
+    if isinstance(items, list) and items and isinstance(items[0], Mapping):
+        return items[0]
+    return None
+
+
+def feedback_token(body: Mapping) -> str | None:
+    """The signed feedback token of the first prediction, when the frontend gave one."""
+    first = _first_prediction(body)
+    token = first.get("feedback_token") if first is not None else None
+    return token if isinstance(token, str) else None
 
 
 def predicted_digit(body: Mapping) -> int | None:
-    """The digit of the first (only) prediction in a /v1/predict answer, whatever list key the frontend uses."""
-    for key in ("predictions", "results", "instances"):
-        items = body.get(key)
-        if isinstance(items, list) and items and isinstance(items[0], Mapping) and "digit" in items[0]:
-            return int(items[0]["digit"])
-    if "digit" in body:
-        return int(body["digit"])
-    return None
+    """The digit of the first (only) prediction in a /v1/predict answer."""
+    first = _first_prediction(body)
+    return int(first["digit"]) if first is not None and "digit" in first else None

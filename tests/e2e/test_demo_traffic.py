@@ -17,6 +17,7 @@ from scripts.demo.traffic import (
     TrafficGenerator,
     answer_request_id,
     answer_version,
+    feedback_token,
     load_test_digits,
     png_bytes,
     predicted_digit,
@@ -65,7 +66,11 @@ class Recorder(BaseHTTPRequestHandler):
             count = len(self.received)
             predicts = sum(1 for path, _ in self.received if path == "/v1/predict")
         # Alternate versions by predict count, so both versions answer whatever the feedback interleaving.
-        answer = {"request_id": f"r{count}", "model_version": 1 + predicts % 2, "predictions": [{"digit": 7}]}
+        answer = {
+            "request_id": f"r{count}",
+            "version": 1 + predicts % 2,
+            "predictions": [{"digit": 7, "feedback_token": f"t{count}"}],
+        }
         data = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -98,10 +103,12 @@ def test_sends_exactly_max_requests_and_feeds_the_true_label_back(recorder, mnis
     assert stats.sent == len(predicts) == 12 and stats.lost == 0 and stats.statuses == {200: 12}
     assert sum(stats.by_version.values()) == 12 and set(stats.by_version) == {"1", "2"}
     assert stats.feedback_sent == len(feedback) == 12 and stats.feedback_failed == 0
+    assert stats.feedback_by_version == stats.by_version
     labels_by_image = {d.image_b64: d.label for d in digits}
     assert all(body["image"] in labels_by_image for body in predicts)
     answered_ids = {f"r{i + 1}" for i, (path, _) in enumerate(Recorder.received) if path == "/v1/predict"}
     assert {b["request_id"] for b in feedback} == answered_ids
+    assert all(b["feedback_token"] == "t" + b["request_id"][1:] for b in feedback)
     assert {b["label"] for b in feedback} <= set(labels_by_image.values())
 
 
@@ -124,8 +131,11 @@ def test_requests_with_no_answer_are_counted_as_lost(mnist_npz):
 
 
 def test_answer_fields_are_read_from_headers_first_then_body():
-    assert answer_version({"model_version": 3}, {}) == "3"
-    assert answer_version({"model_version": 3}, {"X-Model-Version": "4"}) == "4"
+    assert answer_version({"version": 3}, {}) == "3"
+    assert answer_version({"version": 3}, {"X-Model-Version": "4"}) == "4"
+    assert answer_version({}, {}) == ""
     assert answer_request_id({"request_id": "abc"}, {}) == "abc"
     assert predicted_digit({"predictions": [{"digit": 5}]}) == 5
     assert predicted_digit({}) is None
+    assert feedback_token({"predictions": [{"digit": 5, "feedback_token": "v1.x"}]}) == "v1.x"
+    assert feedback_token({"predictions": []}) is None
