@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 from flask import Flask
-
 from frontend.app import create_app
 from frontend.state import get_state
 
@@ -53,10 +54,34 @@ def mnist_test(mnist_npz: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def models(request) -> Any:
-    """The trainer's published_models (real SavedModels v1, v2, broken v3)."""
+    """The trainer's published_models (real SavedModels v1, v2, broken v3).
+
+    MNIST_FRONTEND_TEST_MODELS=<dir holding mnist/1,2,3> reuses a store published earlier (a developer's
+    shortcut when iterating on frontend tests; CI always trains them through the shared fixture).
+    """
+    reuse = os.environ.get("MNIST_FRONTEND_TEST_MODELS")
+    if reuse:
+        import json
+
+        base = Path(reuse) / "mnist"
+        accuracy = {int(d.name): json.loads((d / "assets.extra" / "metrics.json").read_text())["test_accuracy"]
+                    for d in base.iterdir() if d.name.isdigit()}
+        return SimpleNamespace(base_path=base, name="mnist", broken_version=3, accuracy=accuracy)
     return request.getfixturevalue("published_models")
 
 
+@pytest.fixture(scope="session")
+def good_models(models, tmp_path_factory) -> SimpleNamespace:
+    """Only the good versions (1, 2) of `models`, as symlinks: here "the latest version" is a good one."""
+    base = tmp_path_factory.mktemp("good-models") / models.name
+    base.mkdir()
+    good = sorted(v for v in models.accuracy if v != models.broken_version)
+    for version in good:
+        (base / str(version)).symlink_to(models.base_path / str(version), target_is_directory=True)
+    return SimpleNamespace(base_path=base, name=models.name, versions=good,
+                           accuracy={v: models.accuracy[v] for v in good})
+
+
 @pytest.fixture
-def model_app(make_app, models) -> Flask:
-    return make_app(MODEL_BASE_PATH=str(models.base_path), MODEL_NAME=models.name)
+def model_app(make_app, good_models) -> Flask:
+    return make_app(MODEL_BASE_PATH=str(good_models.base_path), MODEL_NAME=good_models.name)

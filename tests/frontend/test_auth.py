@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from frontend.auth import check_key, hash_key, parse_key_file, presented_key
 from frontend.errors import ConfigError, Forbidden, Unauthorized
 

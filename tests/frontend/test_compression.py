@@ -9,7 +9,6 @@ import time
 import zlib
 
 import pytest
-
 from frontend.compression import accepts_gzip, inflate_gzip
 from frontend.errors import InvalidInput, PayloadTooLarge
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from frontend import errors
 from frontend.error_handlers import status_for
 

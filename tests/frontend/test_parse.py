@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from frontend.errors import BatchTooLarge, InvalidImage, InvalidInput, InvalidJSON, UnsupportedMediaType
+from frontend.parse import Limits, decode_base64_image, parse_predict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frontend.errors import BatchTooLarge, InvalidImage, InvalidInput, InvalidJSON, UnsupportedMediaType
-from frontend.parse import Limits, decode_base64_image, parse_predict
 from tests.frontend.helpers import b64, png_bytes
 
 LIMITS = Limits(max_batch=4, max_image_pixels=1_000_000)

@@ -7,6 +7,7 @@ import os
 
 from frontend.errors import ConfigError
 from frontend.reloader import ReloadingFile
+
 from tests.frontend.helpers import write_json_atomically
 
 

@@ -6,11 +6,11 @@ import random
 from collections import Counter
 
 import pytest
+from frontend.errors import ConfigError
+from frontend.routing import DEFAULT_ROUTE, decide, parse_routing, parse_routing_text, pick_route, sticky_point
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frontend.errors import ConfigError
-from frontend.routing import DEFAULT_ROUTE, decide, parse_routing, parse_routing_text, pick_route, sticky_point
 from tests.frontend.helpers import routing
 
 DESIGN_EXAMPLE = {"model": "mnist", "strategy": "canary",

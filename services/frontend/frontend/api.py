@@ -42,6 +42,7 @@ def predict() -> Response:
     g.decision = decision
     result = state.predictor.predict(images, decision, outcome)
     g.version = result.version
+    state.metrics.images.labels(state.metrics.model, str(result.version)).inc(len(images))
     return jsonify(state.predictor.postprocess(g.request_id, decision, result))
 
 
