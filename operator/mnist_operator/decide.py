@@ -300,6 +300,12 @@ def _gate(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float, e
     if stable == spec.candidate_version:
         _fail_now(st, now, events, "CandidateAlreadyStable", f"v{stable} already serves as stable")
         return
+    served = obs.current_routing.get("model") if isinstance(obs.current_routing, dict) else None
+    if served not in (None, spec.model):
+        _fail_now(st, now, events, "ModelNotServed",
+                  f"the routing config in place serves model {served!r}, not {spec.model!r}: one routing "
+                  "config per model (see MNIST_OPERATOR_ROUTING_CONFIGMAP)")
+        return
     st["stableVersion"] = stable
     c = obs.candidate
     waited = now - parse_ts(st["stageStartedAt"])

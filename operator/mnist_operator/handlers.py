@@ -142,8 +142,16 @@ def _write_configmap_key(c: Clients, namespace: str, name: str, key: str, text: 
     return True
 
 
-def current_routing(c: Clients, namespace: str) -> dict[str, Any] | None:
-    text = _read_configmap_key(c, namespace, c.cfg.routing_configmap, c.cfg.routing_key)
+def routing_configmap(c: Clients, model: str) -> str:
+    return c.cfg.routing_configmap.format(model=model)
+
+
+def serving_configmap(c: Clients, model: str) -> str:
+    return c.cfg.serving_configmap.format(model=model)
+
+
+def current_routing(c: Clients, namespace: str, model: str) -> dict[str, Any] | None:
+    text = _read_configmap_key(c, namespace, routing_configmap(c, model), c.cfg.routing_key)
     try:
         doc = json.loads(text) if text else None
     except ValueError:
@@ -248,7 +256,7 @@ def tick(namespace: str, name: str, now: float | None = None) -> tuple[dict[str,
         if status.get("phase") not in core.ACTIVE:
             blocked = core.blocking_rollout(key, obj["metadata"].get("creationTimestamp") or "", status.get("phase"),
                                             _others(c, namespace, model))
-        routing_doc = current_routing(c, namespace)
+        routing_doc = current_routing(c, namespace, model)
         cv = spec.get("candidateVersion")
         if stage in (None, core.WAITING, core.GATE, core.LOADING) and isinstance(cv, int) and cv > 0:
             cand = candidate_info(c, namespace, model, cv)
@@ -267,10 +275,10 @@ def tick(namespace: str, name: str, now: float | None = None) -> tuple[dict[str,
 def apply_decision(c: Clients, namespace: str, decision: core.Decision) -> None:
     """Load first, label second: the model config is written before the routing that sends traffic to it."""
     if decision.serving is not None:
-        _write_configmap_key(c, namespace, c.cfg.serving_configmap, c.cfg.serving_key,
+        _write_configmap_key(c, namespace, serving_configmap(c, decision.serving.model), c.cfg.serving_key,
                              render_model_config([decision.serving]))
     if decision.routing is not None:
-        _write_configmap_key(c, namespace, c.cfg.routing_configmap, c.cfg.routing_key,
+        _write_configmap_key(c, namespace, routing_configmap(c, decision.routing.model), c.cfg.routing_key,
                              render_routing(decision.routing, decision.routing_generation))
 
 
@@ -386,7 +394,7 @@ def rollout_deleted(name: str, namespace: str, status: dict[str, Any], body: Any
     configs = core.on_delete(st, key, serving_base_path(st.get("model") or "model"))
     if configs is None:
         return
-    doc = current_routing(c, namespace)
+    doc = current_routing(c, namespace, st.get("model") or "model")
     if isinstance(doc, dict) and doc.get("rollout") not in (None, key):
         return  # someone else owns the model's routing now
     serving, routing = configs

@@ -326,3 +326,10 @@ def test_routing_generation_only_increases_when_the_routing_changes():
             break
     assert gens == sorted(gens)
     assert len(set(gens)) == 1 + 3 + 1  # initial, 3 steps... and the promotion to single
+
+
+def test_a_rollout_for_a_model_the_routing_does_not_serve_is_refused_before_writing():
+    w = World(canary_spec(model="fashion"))
+    w.tick()
+    assert w.phase == "Failed" and w.status["reason"] == "ModelNotServed"
+    assert w.decisions[-1].routing is None and w.routing["model"] == "mnist"

@@ -1,0 +1,97 @@
+"""`mnist-operator local`: argument and file errors (one line, exit 2) and the decision/progress output."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mnist_operator.cli import main
+from mnist_operator.local import LocalError, LocalOptions, atomic_write, load_rollout, progress_line, run_local
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_help_lists_both_commands_and_the_environment():
+    out = subprocess.run([sys.executable, "-m", "mnist_operator.cli", "run", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "MNIST_OPERATOR_ROUTING_CONFIGMAP" in out and "--namespace" in out
+    out = subprocess.run([sys.executable, "-m", "mnist_operator.cli", "local", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "--metrics-url" in out and "--serving-rest" in out
+
+
+@pytest.mark.parametrize("content, message", [
+    ("kind: ModelRollout\napiVersion: ml.mnist-platform.dev/v1alpha1\nspec: {model: mnist}\n", "candidateVersion"),
+    ("kind: ConfigMap\n", "exactly one ModelRollout"),
+    ("{unclosed", "not valid YAML"),
+])
+def test_bad_rollout_files_are_one_line_and_exit_2(tmp_path, capsys, content, message):
+    f = tmp_path / "r.yaml"
+    f.write_text(content)
+    code = main(["local", "--rollout", str(f), "--routing-file", str(tmp_path / "routing.json"),
+                 "--serving-config", str(tmp_path / "models.config"), "--metrics-url", "http://127.0.0.1:9/metrics"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "routing.json").exists(), "a refused rollout must change nothing"
+
+
+def test_missing_rollout_file_is_one_line(tmp_path, capsys):
+    code = main(["local", "--rollout", str(tmp_path / "nope.yaml"), "--routing-file", "r", "--serving-config", "s",
+                 "--metrics-url", "http://127.0.0.1:9/metrics"])
+    assert code == 2 and "cannot read" in capsys.readouterr().err
+
+
+def test_every_example_loads_in_local_mode():
+    for name in ("canary.yaml", "abtest.yaml", "shadow.yaml"):
+        assert load_rollout(ROOT / "k8s" / "examples" / name)["kind"] == "ModelRollout"
+    with pytest.raises(LocalError, match="invalid spec"):
+        load_rollout(ROOT / "k8s" / "examples" / "invalid" / "weight-150.yaml")
+
+
+def test_atomic_write_replaces_and_reports_unchanged(tmp_path):
+    p = tmp_path / "sub" / "f.json"
+    assert atomic_write(p, "a") and p.read_text() == "a"
+    assert not atomic_write(p, "a")
+    assert atomic_write(p, "b") and p.read_text() == "b"
+    assert [x.name for x in p.parent.iterdir()] == ["f.json"], "no temp file left behind"
+
+
+def test_progress_line_shows_step_weights_and_numbers():
+    line = progress_line({"phase": "Progressing", "stage": "Canary", "step": 1, "candidateWeight": 25,
+                          "failedChecks": 0,
+                          "lastAnalysis": {"candidate": {"version": 2, "requests": 40, "errorRate": 0.0,
+                                                         "p99Ms": 12.3, "accuracy": 0.975},
+                                           "stable": {"version": 1, "requests": 120, "errorRate": 0.0,
+                                                      "p99Ms": None, "accuracy": None}}}, 4)
+    assert "step 2/4" in line and "candidate 25%" in line and "v2: 40 req" in line and "acc 0.975" in line
+
+
+def test_unreachable_metrics_hold_then_fail_with_exit_1_and_stable_restored(tmp_path, capsys):
+    """No frontend at the metrics URL: the rollout holds (inconclusive), then fails after the timeout."""
+    store = tmp_path / "models" / "mnist"
+    for v in (1, 2):
+        (store / str(v) / "assets.extra").mkdir(parents=True)
+        (store / str(v) / "saved_model.pb").write_bytes(b"")
+        (store / str(v) / "assets.extra" / "metrics.json").write_text(json.dumps({"test_accuracy": 0.97}))
+    rollout = tmp_path / "r.yaml"
+    rollout.write_text(yaml.safe_dump({
+        "apiVersion": "ml.mnist-platform.dev/v1alpha1", "kind": "ModelRollout", "metadata": {"name": "t"},
+        "spec": {"model": "mnist", "candidateVersion": 2, "stableVersion": 1,
+                 "analysis": {"interval": "200ms", "inconclusiveTimeout": "1s", "routingTimeout": "300ms"}}}))
+    routing, serving, status = tmp_path / "routing.json", tmp_path / "models.config", tmp_path / "status.json"
+    out = io.StringIO()
+    code = run_local(LocalOptions(rollout=rollout, routing_file=routing, serving_config=serving,
+                                  metrics_urls=["http://127.0.0.1:9/metrics"], model_base_path=store, tick_s=0.05,
+                                  timeout_s=30, status_file=status, http_timeout_s=0.2), out=out)
+    assert code == 1
+    assert "Failed reason: MetricsUnavailable" in capsys.readouterr().err
+    assert "MetricsUnavailable: holding: no frontend metrics reachable" in out.getvalue()
+    doc = json.loads(routing.read_text())
+    assert doc["routes"] == [{"version": 1, "label": "stable", "weight": 100}] and doc["rollout"] == "default/t"
+    assert "versions: 1\n" in serving.read_text() and "versions: 2" not in serving.read_text()
+    assert json.loads(status.read_text())["phase"] == "Failed"

@@ -1,0 +1,174 @@
+"""`mnist-operator local` against a REAL frontend (gunicorn, embedded backend, the trainer's SavedModels).
+
+Traffic is real MNIST test digits sent through the real API, each followed by feedback with the true label; the
+operator judges them from the frontend's real /metrics. v2 (good) is promoted; v3 (trained on shuffled labels)
+is rolled back on feedback accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import yaml
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Traffic:
+    """Real digits at a bounded rate, each answered with feedback, until stopped (bounded in count and time)."""
+
+    def __init__(self, base: str, images: np.ndarray, labels: np.ndarray, max_requests: int = 6000,
+                 max_s: float = 150.0) -> None:
+        self.base, self.images, self.labels = base, images, labels
+        self.max_requests, self.max_s = max_requests, max_s
+        self.stop = threading.Event()
+        self.sent = self.server_errors = 0
+        self.versions: dict[int, int] = {}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        http = requests.Session()
+        started = time.monotonic()
+        i = 0
+        while not self.stop.is_set() and self.sent < self.max_requests and time.monotonic() - started < self.max_s:
+            k = i % len(self.images)
+            i += 1
+            r = http.post(f"{self.base}/v1/predict", json={"instances": [self.images[k].tolist()]},
+                          headers={"X-User-Id": uuid.uuid4().hex}, timeout=10)
+            self.sent += 1
+            if r.status_code >= 500:
+                self.server_errors += 1
+                continue
+            body = r.json()
+            self.versions[body["version"]] = self.versions.get(body["version"], 0) + 1
+            p = body["predictions"][0]
+            fb = http.post(f"{self.base}/v1/feedback", json={"request_id": body["request_id"], "index": 0,
+                                                             "label": int(self.labels[k]),
+                                                             "feedback_token": p["feedback_token"]}, timeout=10)
+            assert fb.status_code == 200, fb.text
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def frontend(published_models, tmp_path_factory, mnist_npz):
+    """One gunicorn frontend (1 worker) over v1, v2 and broken v3, routing from a file the operator writes."""
+    work = tmp_path_factory.mktemp("local-e2e")
+    routing = work / "routing.json"
+    routing.write_text(json.dumps({"model": "mnist", "strategy": "single",
+                                   "routes": [{"version": 1, "label": "stable", "weight": 100}], "generation": 1}))
+    port = free_port()
+    env = {**os.environ, "MNIST_ROUTING_CHECK_S": "0.2", "MNIST_ACCESS_LOG": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    log = (work / "frontend.log").open("w")
+    proc = subprocess.Popen([str(BIN / "mnist-frontend"), "--backend", "embedded", "--model-name", "mnist",
+                             "--model-base-path", str(published_models.base_path), "--routing-file", str(routing),
+                             "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (work / "frontend.log").read_text()[-3000:]
+            try:
+                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        else:
+            pytest.fail("frontend not ready: " + (work / "frontend.log").read_text()[-3000:])
+        with np.load(mnist_npz) as d:
+            images, labels = d["x_test"][:2000], d["y_test"][:2000]
+        yield {"base": base, "routing": routing, "work": work, "images": images, "labels": labels}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+def write_rollout(path: Path, name: str, candidate: int, stable: int, min_accuracy: float, gate: float) -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "ml.mnist-platform.dev/v1alpha1", "kind": "ModelRollout", "metadata": {"name": name},
+        "spec": {"model": "mnist", "candidateVersion": candidate, "stableVersion": stable, "strategy": "canary",
+                 "canary": {"steps": [30, 100], "stepDuration": "3s"},
+                 "analysis": {"interval": "1500ms", "minRequests": 8, "minFeedback": 8, "failureLimit": 2,
+                              "maxLatencyP99Ms": 3000, "maxErrorRate": 0.02, "minAccuracy": min_accuracy,
+                              "inconclusiveTimeout": "40s", "routingTimeout": "10s"},
+                 "gate": {"minOfflineAccuracy": gate, "timeout": "30s"}}}))
+    return path
+
+
+def run_operator(frontend, published_models, rollout: Path) -> subprocess.CompletedProcess[str]:
+    serving = frontend["work"] / "models.config"
+    return subprocess.run(
+        [str(BIN / "mnist-operator"), "local", "--rollout", str(rollout), "--routing-file", str(frontend["routing"]),
+         "--serving-config", str(serving), "--metrics-url", f"{frontend['base']}/metrics",
+         "--model-base-path", str(published_models.base_path), "--tick", "0.3", "--timeout", "120"],
+        capture_output=True, text=True, timeout=150)
+
+
+def served_versions(path: Path) -> list[int]:
+    cfg = text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
+    return list(cfg.model_config_list.config[0].model_version_policy.specific.versions)
+
+
+def test_local_mode_promotes_a_good_candidate_on_live_frontend_metrics(frontend, published_models):
+    acc = published_models.accuracy
+    floor = round(min(acc[1], acc[2]) - 0.15, 2)  # live accuracy on a small sample, with the frontend's own input path
+    rollout = write_rollout(frontend["work"] / "v2.yaml", "mnist-v2", 2, 1, floor, floor)
+    with Traffic(frontend["base"], frontend["images"], frontend["labels"]) as traffic:
+        result = run_operator(frontend, published_models, rollout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "Promoted" in result.stdout and "AnalysisPassed" in result.stdout and "CanaryStep" in result.stdout
+    doc = json.loads(frontend["routing"].read_text())
+    assert doc["strategy"] == "single" and doc["routes"] == [{"version": 2, "label": "stable", "weight": 100}]
+    assert served_versions(frontend["work"] / "models.config") == [2]
+    assert traffic.server_errors == 0 and traffic.versions.get(2, 0) > 0 and traffic.versions.get(1, 0) > 0
+
+
+def test_local_mode_rolls_back_a_broken_candidate_on_feedback_accuracy(frontend, published_models):
+    frontend["routing"].write_text(json.dumps({"model": "mnist", "strategy": "single",
+                                               "routes": [{"version": 2, "label": "stable", "weight": 100}],
+                                               "generation": 50}))
+    floor = round(published_models.accuracy[2] - 0.15, 2)
+    # The offline gate would refuse v3 before any traffic; it is opened to show the live analysis catch it.
+    rollout = write_rollout(frontend["work"] / "v3.yaml", "mnist-v3", 3, 2, floor, 0.0)
+    with Traffic(frontend["base"], frontend["images"], frontend["labels"]) as traffic:
+        result = run_operator(frontend, published_models, rollout)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr
+    assert "RolledBack reason: LowAccuracy" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout.count("AnalysisFailed") == 2  # failureLimit
+    doc = json.loads(frontend["routing"].read_text())
+    assert doc["routes"] == [{"version": 2, "label": "stable", "weight": 100}] and doc["generation"] > 50
+    assert served_versions(frontend["work"] / "models.config") == [2]
+    assert traffic.server_errors == 0 and traffic.versions.get(3, 0) > 0
