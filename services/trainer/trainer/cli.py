@@ -57,8 +57,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad arguments are one line of why on stderr (no usage dump) and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="mnist-train",
         description="Train the MNIST ResNet and publish it atomically as <model-base-path>/<version>/.",
         epilog="exit codes: 0 published, 2 bad arguments, 3 bad data, 4 below --min-accuracy, "
@@ -107,7 +114,10 @@ def _log(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.train_limit is not None and args.train_limit < args.batch_size:
+        parser.error(f"--train-limit {args.train_limit} is smaller than one batch (--batch-size {args.batch_size})")
     config = config_from_args(args)
     # TensorFlow's C++ start-up chatter hides what a person needs; an explicit setting wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -78,7 +78,8 @@ def load_npz(path: Path) -> Mnist:
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Our own handle: np.load leaks its file when the archive turns out to be corrupt.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise DataError(f"cannot read {path} as an .npz file: {exc}") from exc

@@ -141,7 +141,9 @@ def claim_version(base: Path, version: int | None = None) -> Claim:
     """Hold a version number: the requested one (must be free) or the next free one."""
     ensure_writable(base)
     clean_stale(base)
-    candidate = version if version is not None else next_free_version(published_versions(base))
+    # Numbers held by live publishers count as used: versions only ever increase.
+    in_progress = [int(m.group(1)) for p in base.iterdir() if (m := _LOCK_RE.match(p.name))]
+    candidate = version if version is not None else next_free_version(published_versions(base) + in_progress)
     for _ in range(MAX_CLAIM_ATTEMPTS):
         if (base / str(candidate)).exists():
             if version is not None:

@@ -120,13 +120,13 @@ def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log):
 
 def run(config: TrainConfig, log: Log = print) -> RunResult:
     """The whole run; raises ConfigError, DataError, PublishError or AccuracyFloorError with a one-line reason."""
-    from trainer.export import export_version
     from trainer.metrics import build_metrics, confusion_matrix
-    from trainer.report import write_report
 
     started = time.monotonic()
     base = Path(config.model_base_path)
     ensure_writable(base)  # before an hour of training, not after
+    if config.version is not None and (base / str(config.version)).exists():
+        raise PublishError(f"version {config.version} already exists in {base}")
     data = load_mnist(resolve_data_path(config.data))
     log(f"data: {data.source} (sha256 {data.sha256[:12]}...)")
     model, history, y_test, predictions, plan, x_test = fit_and_evaluate(config, data, log)
@@ -135,6 +135,10 @@ def run(config: TrainConfig, log: Log = print) -> RunResult:
     if accuracy < config.min_accuracy:
         raise AccuracyFloorError(f"test accuracy {accuracy:.4f} is below --min-accuracy {config.min_accuracy}; "
                                  "nothing published")
+    # Imported here, not at the top: argument, data and store errors must not wait for TensorFlow.
+    from trainer.export import export_version
+    from trainer.report import write_report
+
     with publishing(base, config.version) as claim:
         metrics = build_metrics(
             labels=y_test, predictions=predictions, model=config.model_name, version=claim.version,

@@ -1,0 +1,73 @@
+"""The tf.data pipeline: batches, dtypes, value range, seeded augmentation that keeps digits digits."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from trainer.config import TrainConfig
+from trainer.inputs import build_eval_inputs, build_inputs, random_affine
+
+
+def take(ds: tf.data.Dataset, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(x.numpy(), y.numpy()) for x, y in ds.take(n)]
+
+
+def test_training_batches_are_float_images_in_unit_range_with_one_hot_labels(mnist_arrays):
+    x, y = mnist_arrays
+    ds = build_inputs(TrainConfig(batch_size=32), x, y)
+    images, labels = take(ds, 1)[0]
+    assert images.shape == (32, 28, 28, 1) and images.dtype == np.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    assert labels.shape == (32, 10) and np.all(labels.sum(axis=1) == 1)
+
+
+def test_pipeline_is_endless_so_epochs_keep_advancing(mnist_arrays):
+    x, y = mnist_arrays
+    ds = build_inputs(TrainConfig(batch_size=100, augment=False), x[:200], y[:200])
+    batches = take(ds, 6)  # three passes over two batches
+    assert len(batches) == 6
+    # Reshuffled each pass: the first batch of pass 2 is not the first batch of pass 1.
+    assert not np.array_equal(batches[0][0], batches[2][0])
+
+
+def test_same_seed_same_stream_different_seed_different_stream(mnist_arrays):
+    x, y = mnist_arrays
+    a = take(build_inputs(TrainConfig(batch_size=16, seed=5), x, y), 3)
+    b = take(build_inputs(TrainConfig(batch_size=16, seed=5), x, y), 3)
+    c = take(build_inputs(TrainConfig(batch_size=16, seed=6), x, y), 3)
+    assert all(np.array_equal(p[0], q[0]) and np.array_equal(p[1], q[1]) for p, q in zip(a, b, strict=True))
+    assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_augmentation_moves_pixels_a_little_and_keeps_the_digit(mnist_arrays):
+    x, _ = mnist_arrays
+    images = tf.constant(x[:64].astype(np.float32)[..., None] / 255.0)
+    moved = random_affine(images, tf.constant([1, 2], tf.int64)).numpy()
+    assert moved.shape == images.shape
+    assert not np.allclose(moved, images.numpy())
+    # Small shifts/rotations: most of the ink stays and the digit stays near the centre.
+    ink_before, ink_after = images.numpy().sum(axis=(1, 2, 3)), moved.sum(axis=(1, 2, 3))
+    assert np.all(np.abs(ink_after / ink_before - 1.0) < 0.35)
+    rows = np.arange(28)[None, :, None, None]
+    centre_after = (moved * rows).sum(axis=(1, 2, 3)) / ink_after
+    centre_before = (images.numpy() * rows).sum(axis=(1, 2, 3)) / ink_before
+    assert np.all(np.abs(centre_after - centre_before) < 4.0)
+
+
+def test_augmentation_never_mirrors_a_digit(mnist_arrays):
+    x, _ = mnist_arrays
+    images = tf.constant(x[:200].astype(np.float32)[..., None] / 255.0)
+    moved = random_affine(images, tf.constant([3, 4], tf.int64)).numpy()
+    flipped = images.numpy()[:, :, ::-1, :]
+    # Each augmented digit is much closer to its original than to the original's mirror image.
+    to_original = np.abs(moved - images.numpy()).sum(axis=(1, 2, 3))
+    to_mirror = np.abs(moved - flipped).sum(axis=(1, 2, 3))
+    assert np.mean(to_original < to_mirror) > 0.9
+
+
+def test_eval_inputs_are_finite_unshuffled_and_unaugmented(mnist_arrays):
+    x, y = mnist_arrays
+    batches = take(build_eval_inputs(x[:250], y[:250], batch_size=100), 10)
+    assert [len(b[0]) for b in batches] == [100, 100, 50]
+    np.testing.assert_array_equal(batches[0][0][..., 0], x[:100] / np.float32(255.0))
+    np.testing.assert_array_equal(batches[0][1].argmax(axis=1), y[:100])

@@ -1,0 +1,50 @@
+"""ModelVersion registration: the object built, when it runs, and that failure never fails training."""
+
+from __future__ import annotations
+
+import pytest
+from trainer.register import build_model_version, register, should_register
+
+METRICS = {"model": "mnist", "version": 4, "test_accuracy": 0.9931, "created": "2026-11-27T06:00:00Z",
+           "dataset_sha256": "ab" * 32, "git_commit": "0123abc"}
+
+
+def test_model_version_object_follows_the_contract():
+    body = build_model_version(METRICS, "/models/mnist/4", "ml")
+    assert body["apiVersion"] == "ml.mnist-platform.dev/v1alpha1"
+    assert body["kind"] == "ModelVersion"
+    assert body["metadata"]["name"] == "mnist-v4" and body["metadata"]["namespace"] == "ml"
+    assert body["spec"] == {"model": "mnist", "version": 4, "path": "/models/mnist/4", "testAccuracy": 0.9931,
+                            "created": "2026-11-27T06:00:00Z", "datasetSha256": "ab" * 32, "gitCommit": "0123abc"}
+    assert "status" not in body  # the operator's to write
+
+
+@pytest.mark.parametrize(("mode", "env", "token", "expected"), [
+    ("auto", {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, True, True),
+    ("auto", {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, False, False),
+    ("auto", {}, True, False),
+    ("never", {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, True, False),
+    ("always", {}, False, True),
+])
+def test_registration_runs_only_in_a_cluster_unless_told(mode, env, token, expected):
+    assert should_register(mode, env, token) is expected
+
+
+def test_registration_failure_is_one_warning_not_an_exception(tmp_path, monkeypatch):
+    # A kubeconfig pointing at a port where nothing listens: the client fails, register() only warns.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    lines: list[str] = []
+    assert register("always", METRICS, tmp_path / "4", log=lines.append, env={"POD_NAMESPACE": "ml"}) is False
+    assert len(lines) == 1 and lines[0].startswith("WARNING: could not register ModelVersion mnist-v4")
+
+
+def test_registration_is_skipped_outside_a_cluster():
+    lines: list[str] = []
+    assert register("auto", METRICS, "/models/mnist/4", log=lines.append, env={}) is False
+    assert lines == []
