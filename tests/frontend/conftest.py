@@ -85,3 +85,21 @@ def good_models(models, tmp_path_factory) -> SimpleNamespace:
 @pytest.fixture
 def model_app(make_app, good_models) -> Flask:
     return make_app(MODEL_BASE_PATH=str(good_models.base_path), MODEL_NAME=good_models.name)
+
+
+@pytest.fixture(scope="module")
+def standin(good_models):
+    """The TF Serving stand-in (real gRPC + REST protocol) serving the good versions 1 and 2."""
+    from tests.support.tfserving_standin import StandIn
+
+    with StandIn(model_base_path=good_models.base_path, model_name=good_models.name,
+                 versions=good_models.versions) as serving:
+        yield serving
+
+
+@pytest.fixture
+def healthy_standin(standin):
+    """The module's stand-in, with any fault a test set cleared afterwards."""
+    standin.resume()
+    yield standin
+    standin.resume()
