@@ -322,6 +322,8 @@ def next_delay(status: dict[str, Any], spec: dict[str, Any], max_tick_s: float) 
         interval = parse_spec(spec).interval_s
     except SpecError:
         return TERMINAL_RECHECK_S
+    if status.get("stage") in (core.GATE, core.LOADING, core.PROMOTING, core.ROLLING_BACK):
+        return min(0.5, max_tick_s)  # polling for a fact (AVAILABLE, frontends on new routing): look often
     return max(0.2, min(interval / 2, max_tick_s))
 
 

@@ -1,0 +1,70 @@
+"""Model store facts, ModelVersion manifests, the env settings table and the docs that must list them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+from mnist_operator import handlers, versions
+from mnist_operator.config import ENV_SETTINGS, OperatorConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def publish(root: Path, version: int, accuracy: float | None = 0.97) -> None:
+    d = root / str(version) / "assets.extra"
+    d.mkdir(parents=True)
+    (root / str(version) / "saved_model.pb").write_bytes(b"")
+    if accuracy is not None:
+        (d / "metrics.json").write_text(json.dumps({"test_accuracy": accuracy, "created": "2026-01-01T00:00:00Z",
+                                                    "dataset_sha256": "ab" * 32, "git_commit": None}))
+
+
+def test_store_lists_published_versions_and_ignores_temp_and_half_written_dirs(tmp_path):
+    publish(tmp_path, 1)
+    publish(tmp_path, 3, None)
+    (tmp_path / ".tmp-abc").mkdir()
+    (tmp_path / "4").mkdir()  # no saved_model.pb yet
+    assert versions.store_versions(tmp_path) == [1, 3]
+    info = versions.store_candidate_info(tmp_path, 1)
+    assert info.exists and info.available and info.test_accuracy == 0.97
+    assert versions.store_candidate_info(tmp_path, 3).test_accuracy is None
+    assert not versions.store_candidate_info(tmp_path, 4).exists
+
+
+def test_modelversion_manifest_is_valid_against_the_crd(tmp_path):
+    publish(tmp_path, 2)
+    doc = versions.modelversion_manifest("mnist", 2, "/models/mnist/2", versions.store_metrics(tmp_path, 2), "ml")
+    crd = yaml.safe_load((ROOT / "charts/mnist-platform/crds/modelversions.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    jsonschema.Draft7Validator(schema).validate(doc)
+    assert doc["metadata"]["name"] == "mnist-v2" and doc["spec"]["testAccuracy"] == 0.97
+
+
+def test_unreachable_tf_serving_is_not_available_and_says_why():
+    ok, seen = versions.serving_available("http://127.0.0.1:9", "mnist", 2, 0.5)
+    assert not ok and "TF Serving" in seen
+
+
+def test_config_reads_every_setting_and_templates_configmap_names():
+    cfg = OperatorConfig.from_env({"MNIST_OPERATOR_METRICS_URLS": "http://a/metrics, http://b/metrics",
+                                   "MNIST_OPERATOR_ROUTING_CONFIGMAP": "{model}-routing"})
+    assert cfg.metrics_urls == ("http://a/metrics", "http://b/metrics")
+    assert cfg.routing_configmap.format(model="mnist") == "mnist-routing"
+    assert cfg.metrics_port == 8080 and cfg.serving_key == "models.config" and cfg.routing_key == "routing.json"
+
+
+def test_docs_list_every_environment_variable():
+    doc = (ROOT / "docs" / "OPERATOR.md").read_text()
+    for name in ENV_SETTINGS:
+        short = name.removesuffix("_KEY")
+        assert name in doc or short in doc, f"{name} is not documented in docs/OPERATOR.md"
+
+
+def test_next_delay_polls_fast_while_waiting_for_facts_and_rarely_when_done():
+    spec = {"model": "mnist", "candidateVersion": 2, "analysis": {"interval": "30s"}}
+    assert handlers.next_delay({"phase": "Progressing", "stage": "Loading"}, spec, 5.0) == 0.5
+    assert handlers.next_delay({"phase": "Progressing", "stage": "Canary"}, spec, 5.0) == 5.0
+    assert handlers.next_delay({"phase": "Promoted", "stage": "Done"}, spec, 5.0) == handlers.TERMINAL_RECHECK_S
