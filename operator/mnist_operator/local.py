@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -94,6 +95,21 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def base_path_in_config(path: Path, model: str) -> Path | None:
+    """The local base_path of `model` in an existing TF Serving model config file, if it is a directory here."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    for block in re.split(r"\bconfig\s*\{", text)[1:]:
+        name = re.search(r'\bname:\s*"((?:[^"\\]|\\.)*)"', block)
+        base = re.search(r'\bbase_path:\s*"((?:[^"\\]|\\.)*)"', block)
+        if name and base and json.loads(f'"{name.group(1)}"') == model:
+            candidate = Path(json.loads(f'"{base.group(1)}"'))
+            return candidate if candidate.is_dir() else None
+    return None
+
+
 def progress_line(status: dict[str, Any], steps: int) -> str:
     """One line a person can follow: stage, weights, per-version numbers of the last analysis."""
     parts = [f"{status.get('phase', '?')}/{status.get('stage', '?')}"]
@@ -124,6 +140,9 @@ def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.ti
         raise LocalError("need at least one --metrics-url")
     spec = obj.get("spec") or {}
     parsed = parse_spec(spec)
+    if opts.model_base_path is None and not opts.serving_rest:
+        # Where the serving config in place says the model lives (the demo writes it before starting us).
+        opts.model_base_path = base_path_in_config(opts.serving_config, parsed.model)
     meta = obj.get("metadata") or {}
     key = f"{meta.get('namespace', 'default')}/{meta.get('name', 'rollout')}"
     base_path = str(opts.model_base_path.resolve()) if opts.model_base_path else f"/models/{parsed.model}"

@@ -95,3 +95,16 @@ def test_unreachable_metrics_hold_then_fail_with_exit_1_and_stable_restored(tmp_
     assert doc["routes"] == [{"version": 1, "label": "stable", "weight": 100}] and doc["rollout"] == "default/t"
     assert "versions: 1\n" in serving.read_text() and "versions: 2" not in serving.read_text()
     assert json.loads(status.read_text())["phase"] == "Failed"
+
+
+def test_model_store_defaults_to_the_base_path_in_the_serving_config_in_place(tmp_path):
+    from mnist_operator.local import base_path_in_config
+    from mnist_operator.render import ServingState, render_model_config
+
+    store = tmp_path / "models" / "mnist"
+    store.mkdir(parents=True)
+    cfg = tmp_path / "models.config"
+    cfg.write_text(render_model_config([ServingState("other", "/nowhere", (1,)), ServingState("mnist", str(store), (1,))]))
+    assert base_path_in_config(cfg, "mnist") == store
+    assert base_path_in_config(cfg, "other") is None  # not a directory here
+    assert base_path_in_config(tmp_path / "missing", "mnist") is None
