@@ -226,3 +226,35 @@ def test_feedback_key_file_is_mounted_from_a_shared_secret(rendered: dict[str, R
     secret = r.get("Secret", volume["secret"]["secretName"])
     assert posixpath.basename(key_file) in secret["data"]
     assert len(base64.b64decode(secret["data"][posixpath.basename(key_file)])) >= 32
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_trainer_args_parse_with_the_trainer_cli(rendered: dict[str, Rendered], value_set: str) -> None:
+    cli = pytest.importorskip("trainer.cli")
+    trainers = [o for o in pods(rendered[value_set]) if component(o) == "trainer"]
+    assert trainers
+    for trainer in trainers:
+        container = container_of(trainer)
+        assert container["command"] == ["mnist-train"]
+        config = cli.config_from_args(cli.build_parser().parse_args(container["args"]))
+        assert str(config.model_base_path) == "/models/mnist" and config.model_name == "mnist"
+        assert str(config.data).startswith("/")
+        assert env_of(container)["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+        registers = config.register == "always"
+        assert registers is pod_spec(trainer)["automountServiceAccountToken"], "registering needs the token"
+
+
+@pytest.mark.parametrize("value_set", [v for v in VALUE_SETS if v != "operator-off-values"])
+def test_operator_args_parse_with_the_operator_cli(rendered: dict[str, Rendered], value_set: str) -> None:
+    cli = pytest.importorskip("mnist_operator.cli")
+    operator = only(rendered[value_set], "operator")
+    container = container_of(operator)
+    assert container["command"] == ["mnist-operator"]
+    args = cli.build_parser().parse_args(container["args"])
+    assert args.command == "run" and args.standalone, "one replica, no peering"
+    liveness = args.liveness.rsplit(":", 1)[1]
+    port, path = liveness.split("/", 1)
+    assert int(port) == container_port(operator, "health")
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/" + path, "port": "health"}
+    assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"]["type"] == "Recreate"

@@ -60,9 +60,11 @@ volumes:
 
 {{- define "mnist-platform.trainerArgs" -}}
 - --model-base-path={{ include "mnist-platform.modelBasePath" . }}
+- --model-name={{ .Values.modelName }}
 - --data={{ .Values.trainer.dataPath }}
 - --epochs={{ .Values.trainer.epochs }}
 - --batch-size={{ .Values.trainer.batchSize }}
+- --register={{ ternary "always" "never" .Values.trainer.registerModelVersion }}
 {{- end }}
 
 {{- define "mnist-platform.trainerEnv" -}}

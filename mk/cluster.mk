@@ -1,0 +1,125 @@
+# The cluster path (docs/KIND.md): docker + kind + kubectl + helm. `make up` runs, in order:
+#   kind-up -> images -> kind-load -> deploy -> train -> rollout -> smoke;   `make down` deletes the cluster.
+# Knobs: KIND_CLUSTER, NAMESPACE, RELEASE, GPU=1 (nvkind/GPU node: device plugin + gpu values),
+# HELM_EXTRA_ARGS, ROLLOUT_EXAMPLE, ROLLOUT_STABLE, SMOKE_URL, ROLLOUT_TIMEOUT, TRAIN_TIMEOUT.
+# Also: `make checkov` (the policy scanner's own virtualenv, used by tests/chart).
+
+KIND_CLUSTER ?= mnist
+NAMESPACE ?= mnist
+RELEASE ?= mnist
+GPU ?=
+HELM_EXTRA_ARGS ?=
+CHART_DIR := charts/mnist-platform
+# Images are tagged with the chart's appVersion, which is the tag the chart deploys by default.
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' $(CHART_DIR)/Chart.yaml)
+IMAGE_PREFIX ?= mnist-platform
+CLUSTER_IMAGES := trainer frontend operator
+DOCKERFILE_trainer := services/trainer/Dockerfile
+DOCKERFILE_frontend := services/frontend/Dockerfile
+DOCKERFILE_operator := operator/Dockerfile
+KIND ?= kind
+KUBECTL ?= kubectl
+DOCKER ?= docker
+# helm: the pinned one from `make tools` when present, else the one on PATH.
+CLUSTER_HELM = $(or $(wildcard $(TOOLS)/bin/helm),$(shell command -v helm 2>/dev/null),helm)
+INGRESS_NGINX_VERSION ?= controller-v1.12.1
+INGRESS_NGINX_MANIFEST ?= https://raw.githubusercontent.com/kubernetes/ingress-nginx/$(INGRESS_NGINX_VERSION)/deploy/static/provider/kind/deploy.yaml
+FULLNAME = $(RELEASE)-mnist-platform
+KNS = $(KUBECTL) -n $(NAMESPACE)
+TRAIN_TIMEOUT ?= 45m
+ROLLOUT_EXAMPLE ?= k8s/examples/canary.yaml
+# The version that serves before the first rollout (the install-time training publishes version 1).
+ROLLOUT_STABLE ?= 1
+ROLLOUT_TIMEOUT ?= 20m
+SMOKE_URL ?= http://localhost
+SMOKE = $(PYTHON) $(CHART_DIR)/files/smoke_predict.py --url $(SMOKE_URL) --body $(CHART_DIR)/files/smoke-digit.json \
+  --expect 7 --api-key "$$($(KNS) get secret $(FULLNAME)-api-keys -o jsonpath='{.data.api-key}' | base64 -d)"
+
+CHECKOV_VENV := $(TOOLS)/checkov-venv
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+TEST_DEPS += $(CHECKOV)
+
+.PHONY: checkov check-cluster-tools kind-up images kind-load deploy train rollout smoke up down
+
+checkov: $(CHECKOV) ## install checkov (pinned) into its own virtualenv, .tools/checkov-venv
+
+$(CHECKOV): tests/chart/checkov-requirements.txt
+	@echo "==> installing checkov into $(CHECKOV_VENV) (its pins clash with the services' .venv)"
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	@$(CHECKOV_VENV)/bin/python -m pip install --quiet -r tests/chart/checkov-requirements.txt
+	@touch $@
+
+check-cluster-tools:
+	@HELM="$(CLUSTER_HELM)" k8s/check-tools.sh
+
+kind-up: check-cluster-tools ## kind cluster (kind-config.yaml) with ingress-nginx and metrics-server; GPU=1 adds the device plugin
+	@if $(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+	  echo "==> kind cluster $(KIND_CLUSTER) exists"; \
+	else \
+	  echo "==> creating kind cluster $(KIND_CLUSTER)"; \
+	  $(KIND) create cluster --name $(KIND_CLUSTER) --config kind-config.yaml --wait 180s; \
+	fi
+	@$(KUBECTL) config use-context kind-$(KIND_CLUSTER)
+	@echo "==> ingress-nginx ($(INGRESS_NGINX_VERSION))"
+	@$(KUBECTL) apply -f $(INGRESS_NGINX_MANIFEST)
+	@$(KUBECTL) -n ingress-nginx rollout status deployment/ingress-nginx-controller --timeout=300s
+	@echo "==> metrics-server (kind flavour: k8s/metrics-server)"
+	@$(KUBECTL) apply -k k8s/metrics-server
+	@$(if $(GPU),echo "==> NVIDIA device plugin" && $(KUBECTL) apply -f k8s/nvidia/device-plugin.yaml,true)
+
+images: $(MNIST_DATA) ## docker build the trainer, frontend and operator images (tag: the chart's appVersion)
+	@$(foreach n,$(CLUSTER_IMAGES),echo "==> $(IMAGE_PREFIX)/$(n):$(IMAGE_TAG)" && \
+	  $(DOCKER) build -f $(DOCKERFILE_$(n)) -t $(IMAGE_PREFIX)/$(n):$(IMAGE_TAG) . && ) true
+
+kind-load: ## load the three images into the kind nodes (no registry needed)
+	@$(foreach n,$(CLUSTER_IMAGES),$(KIND) load docker-image $(IMAGE_PREFIX)/$(n):$(IMAGE_TAG) --name $(KIND_CLUSTER) && ) true
+
+deploy: ## helm upgrade --install the chart (first install also starts training version 1)
+	@echo "==> helm upgrade --install $(RELEASE) in namespace $(NAMESPACE)"
+	@$(CLUSTER_HELM) upgrade --install $(RELEASE) $(CHART_DIR) --namespace $(NAMESPACE) --create-namespace \
+	  $(if $(GPU),-f $(CHART_DIR)/ci/gpu-values.yaml) $(HELM_EXTRA_ARGS)
+	@# No --wait: the frontend is ready only once a model version serves, which the next steps bring about.
+	@$(KNS) rollout status deployment/$(FULLNAME)-operator --timeout=300s
+	@$(KNS) rollout status deployment/$(FULLNAME)-serving --timeout=300s
+
+train: ## a training Job in the cluster (waits for the install-time one first), then waits for it
+	@if $(KNS) get job $(FULLNAME)-train-initial >/dev/null 2>&1; then \
+	  echo "==> waiting for the install-time training (version 1)"; \
+	  $(KNS) wait --for=condition=complete job/$(FULLNAME)-train-initial --timeout=$(TRAIN_TIMEOUT); \
+	fi
+	@job=train-$$(date +%s); echo "==> training Job $$job (from cronjob/$(FULLNAME)-trainer)"; \
+	  $(KNS) create job --from=cronjob/$(FULLNAME)-trainer $$job && \
+	  $(KNS) wait --for=condition=complete job/$$job --timeout=$(TRAIN_TIMEOUT) && \
+	  $(KNS) logs job/$$job --tail=5
+	@$(KNS) get modelversions
+
+rollout: ## apply $(ROLLOUT_EXAMPLE) (stable v$(ROLLOUT_STABLE) when nothing serves yet) with live traffic; wait for Promoted
+	@name=$$($(KUBECTL) patch --local -f $(ROLLOUT_EXAMPLE) --type merge -p '{}' -o jsonpath='{.metadata.name}'); \
+	if [ -z "$$($(KNS) get configmap $(FULLNAME)-routing -o jsonpath='{.data.routing\.json}')" ]; then \
+	  echo "==> nothing serves yet: $$name starts from stable v$(ROLLOUT_STABLE)"; \
+	  $(KUBECTL) patch --local -f $(ROLLOUT_EXAMPLE) --type merge -p '{"spec":{"stableVersion":$(ROLLOUT_STABLE)}}' -o yaml \
+	    | $(KNS) apply -f - || exit 1; \
+	else \
+	  $(KNS) apply -f $(ROLLOUT_EXAMPLE) || exit 1; \
+	fi; \
+	echo "==> live traffic with feedback while $$name progresses (bounded: 3000 requests, 15 min)"; \
+	$(SMOKE) --wait-s 300 --requests 3000 --rate 4 --max-s 900 --feedback & traffic=$$!; \
+	$(KNS) wait --for=jsonpath='{.status.phase}'=Promoted modelrollout/$$name --timeout=$(ROLLOUT_TIMEOUT); rc=$$?; \
+	kill $$traffic 2>/dev/null; $(KNS) get modelrollout $$name; exit $$rc
+
+smoke: ## one real digit through the ingress (http://localhost on kind), checked against its label
+	@$(SMOKE) --wait-s 120
+
+up: ## all of it, in order: kind-up images kind-load deploy train rollout smoke
+	@$(MAKE) --no-print-directory kind-up
+	@$(MAKE) --no-print-directory images
+	@$(MAKE) --no-print-directory kind-load
+	@$(MAKE) --no-print-directory deploy
+	@$(MAKE) --no-print-directory train
+	@$(MAKE) --no-print-directory rollout
+	@$(MAKE) --no-print-directory smoke
+	@echo "==> done: http://localhost/ (API key: make smoke shows how it is read; docs/KIND.md)"
+
+down: ## delete the kind cluster (models on its volumes go with it)
+	@$(KIND) delete cluster --name $(KIND_CLUSTER)

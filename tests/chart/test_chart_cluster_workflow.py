@@ -1,0 +1,121 @@
+"""The kind workflow as far as it can be checked without docker: make targets, kind config, k8s/ manifests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from chartlib import RELEASE, REPO_ROOT
+
+CLUSTER_TARGETS = ("kind-up", "images", "kind-load", "deploy", "train", "rollout", "smoke", "up", "down")
+
+
+def make_dry_run(*args: str) -> str:
+    result = subprocess.run(["make", "-n", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("target", CLUSTER_TARGETS)
+def test_cluster_targets_parse(target: str) -> None:
+    assert make_dry_run(target, "MNIST_DATA=charts/mnist-platform/files/smoke-digit.json").strip()
+
+
+def test_up_runs_every_step_in_order() -> None:
+    text = make_dry_run("up", "MNIST_DATA=charts/mnist-platform/files/smoke-digit.json")
+    marks = ["k8s/check-tools.sh", "kind create cluster", "docker build", "kind load docker-image",
+             "helm upgrade --install", "create job --from=cronjob/", "wait --for=jsonpath", "--wait-s 120"]
+    positions = [text.find(mark) for mark in marks]
+    assert all(p >= 0 for p in positions), dict(zip(marks, positions, strict=True))
+    assert positions == sorted(positions)
+
+
+def test_gpu_switch_adds_device_plugin_and_gpu_values() -> None:
+    text = make_dry_run("kind-up", "deploy", "GPU=1")
+    assert "k8s/nvidia/device-plugin.yaml" in text
+    assert "-f charts/mnist-platform/ci/gpu-values.yaml" in text
+    assert "gpu-values" not in make_dry_run("deploy")
+
+
+def test_images_are_tagged_with_what_the_chart_deploys(helm: str) -> None:
+    text = make_dry_run("images", "MNIST_DATA=charts/mnist-platform/files/smoke-digit.json")
+    chart = yaml.safe_load((REPO_ROOT / "charts/mnist-platform/Chart.yaml").read_text())
+    values = yaml.safe_load((REPO_ROOT / "charts/mnist-platform/values.yaml").read_text())
+    for name in ("trainer", "frontend", "operator"):
+        assert values[name]["image"]["tag"] == ""
+        assert f"{values[name]['image']['repository']}:{chart['appVersion']}" in text
+    for dockerfile in ("services/trainer/Dockerfile", "services/frontend/Dockerfile", "operator/Dockerfile"):
+        assert f"-f {dockerfile}" in text
+
+
+def test_tool_check_names_exactly_what_is_missing(tmp_path: Path) -> None:
+    """With only kubectl and helm on PATH, docker and kind are reported missing, the others found."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("kubectl", "bash", "env"):
+        found = subprocess.run(["bash", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
+        (bin_dir / tool).symlink_to(found)
+    helm = REPO_ROOT / ".tools" / "bin" / "helm"
+    result = subprocess.run([str(bin_dir / "bash"), str(REPO_ROOT / "k8s" / "check-tools.sh")],
+                            capture_output=True, text=True, timeout=30,
+                            env={"PATH": str(bin_dir), "HELM": str(helm) if helm.exists() else "helm"})
+    assert result.returncode == 1
+    assert "missing: docker" in result.stderr and "missing: kind" in result.stderr
+    assert "missing: kubectl" not in result.stderr
+    assert "found:   kubectl" in result.stdout
+
+
+def test_rollout_example_gets_its_stable_version_offline() -> None:
+    """The exact `kubectl patch --local` `make rollout` uses works on the real example, with no cluster."""
+    env = {**os.environ, "KUBECONFIG": os.devnull}
+    result = subprocess.run(["kubectl", "patch", "--local", "-f", "k8s/examples/canary.yaml", "--type", "merge",
+                             "-p", '{"spec":{"stableVersion":1}}', "-o", "yaml"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    rollout = yaml.safe_load(result.stdout)
+    assert rollout["kind"] == "ModelRollout" and rollout["spec"]["stableVersion"] == 1
+
+
+def test_kind_config_has_ingress_ports_and_one_worker() -> None:
+    config = yaml.safe_load((REPO_ROOT / "kind-config.yaml").read_text())
+    assert config["kind"] == "Cluster" and config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    roles = [node["role"] for node in config["nodes"]]
+    assert roles == ["control-plane", "worker"]
+    control = config["nodes"][0]
+    assert control["labels"]["ingress-ready"] == "true"
+    assert sorted((m["containerPort"], m["hostPort"]) for m in control["extraPortMappings"]) == [(80, 80), (443, 443)]
+
+
+def test_k8s_manifests_pass_strict_kubernetes_schemas() -> None:
+    documents = [doc for doc in yaml.safe_load_all((REPO_ROOT / "k8s/nvidia/device-plugin.yaml").read_text()) if doc]
+    assert {doc["kind"] for doc in documents} == {"RuntimeClass", "DaemonSet"}
+    for doc in documents:
+        kubernetes_validate.validate(doc, kubernetes_validate.utils.latest_version(), strict=True)
+    (plugin,) = [doc for doc in documents if doc["kind"] == "DaemonSet"]
+    spec = plugin["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    values = yaml.safe_load((REPO_ROOT / "charts/mnist-platform/values.yaml").read_text())
+    assert values["trainer"]["gpu"]["nodeSelector"] == spec["nodeSelector"], "chart and plugin expect one label"
+    (container,) = spec["containers"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_metrics_server_kustomization_patches_the_deployment() -> None:
+    base = REPO_ROOT / "k8s" / "metrics-server"
+    kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
+    (resource,) = kustomization["resources"]
+    assert "/metrics-server/releases/download/v" in resource, "pinned release manifest"
+    (patch,) = kustomization["patches"]
+    assert patch["target"] == {"kind": "Deployment", "name": "metrics-server", "namespace": "kube-system"}
+    ops = yaml.safe_load((base / patch["path"]).read_text())
+    assert ops == [{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--kubelet-insecure-tls"}]
+
+
+def test_release_name_matches_the_make_default() -> None:
+    """tests render with the release name `make deploy` uses, so names in docs/NOTES are the real ones."""
+    assert "RELEASE ?= mnist\n" in (REPO_ROOT / "mk" / "cluster.mk").read_text()
+    assert RELEASE == "mnist"
