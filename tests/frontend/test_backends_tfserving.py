@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-
 from frontend.backends.embedded import EmbeddedBackend
 from frontend.backends.grpc_backend import GrpcBackend
 from frontend.backends.rest import RestBackend

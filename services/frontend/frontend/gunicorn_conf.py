@@ -35,6 +35,9 @@ errorlog = "-"
 # Forwarded headers are handled by the app (MNIST_TRUST_PROXY), not by gunicorn's own allow-list.
 forwarded_allow_ips = "127.0.0.1"
 proxy_allow_ips = "127.0.0.1"
+# gunicorn >= 25 opens a management socket under $HOME by default: not wanted on a read-only, least-privilege pod
+# (and two servers on one machine would fight over the same path).
+control_socket_disable = True
 worker_tmp_dir = os.environ.get("MNIST_WORKER_TMP_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
 
 # Metrics of all workers are aggregated through files in this directory (prometheus_client multiprocess mode).

@@ -1,0 +1,153 @@
+"""Real gunicorn (through `mnist-frontend`) on 127.0.0.1: routing changes under load lose nothing, SIGTERM
+drains in-flight requests, access logs are JSON lines, metrics add up across workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.frontend.helpers import metric_value, routing, write_json_atomically
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Frontend:
+    """`mnist-frontend` as a subprocess; stdout (access log) and stderr collected in files."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.out = tmp_path / "stdout.log"
+        self.err = tmp_path / "stderr.log"
+        full_env = {**os.environ, "MNIST_BIND": f"127.0.0.1:{self.port}", "MNIST_WORKERS": "2", "MNIST_THREADS": "4",
+                    "MNIST_ROUTING_CHECK_S": "0.2", **env}
+        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.process = subprocess.Popen([sys.executable, "-m", "frontend.cli"], env=full_env, stdout=out,
+                                            stderr=err, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.err.read_text()[-3000:]
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:  # not listening yet, or workers still importing
+                pass
+            time.sleep(0.2)
+        raise AssertionError("frontend not ready: " + self.err.read_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def frontend_factory(tmp_path):
+    started: list[Frontend] = []
+
+    def start(**env: str) -> Frontend:
+        frontend = Frontend(tmp_path, env)
+        started.append(frontend)
+        frontend.wait_ready()
+        return frontend
+
+    yield start
+    for frontend in started:
+        frontend.stop()
+
+
+def test_routing_change_under_concurrent_load_loses_nothing(frontend_factory, healthy_standin, tmp_path, mnist_test):
+    routing_file = tmp_path / "routing.json"
+    write_json_atomically(routing_file, routing([(1, "stable", 100)], strategy="single", generation=1))
+    frontend = frontend_factory(MNIST_BACKEND="grpc", MNIST_SERVING_GRPC=healthy_standin.grpc_target,
+                                MNIST_ROUTING_FILE=str(routing_file))
+    payload = {"instances": mnist_test[0][:1].tolist()}
+    results: list[tuple[int, int | None, float]] = []
+    stop = threading.Event()
+
+    def client_loop() -> None:
+        session = requests.Session()
+        deadline = time.monotonic() + 30
+        for _ in range(150):  # bounded in count and time
+            if stop.is_set() or time.monotonic() > deadline:
+                break
+            response = session.post(f"{frontend.url}/v1/predict", json=payload, timeout=10)
+            version = response.json().get("version") if response.status_code == 200 else None
+            results.append((response.status_code, version, time.monotonic()))
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [pool.submit(client_loop) for _ in range(6)]
+        time.sleep(0.5)
+        write_json_atomically(routing_file, routing([(1, "stable", 50), (2, "canary", 50)], generation=2))
+        time.sleep(0.7)
+        write_json_atomically(routing_file, routing([(1, "stable", 0), (2, "canary", 100)], generation=3))
+        switched_at = time.monotonic()
+        time.sleep(1.5)
+        stop.set()
+        for future in futures:
+            future.result()
+
+    assert len(results) >= 30
+    assert all(status == 200 for status, _, _ in results), {s for s, _, _ in results}
+    late = [version for _, version, at in results if at > switched_at + 0.6]  # 3x the check interval
+    assert late and set(late) == {2}
+    metrics = requests.get(f"{frontend.url}/metrics", timeout=5).text
+    total = sum(metric_value(metrics, "mnist_frontend_predictions_total", version=v, route=r, outcome="ok")
+                for v, r in (("1", "stable"), ("2", "canary")))
+    assert total == len(results)  # both workers' counts, aggregated whichever worker answers the scrape
+    assert metric_value(metrics, "mnist_frontend_routing_generation", model="mnist") == 3
+
+
+def test_sigterm_drains_in_flight_requests_and_access_log_is_json(frontend_factory, healthy_standin, mnist_test):
+    frontend = frontend_factory(MNIST_BACKEND="grpc", MNIST_SERVING_GRPC=healthy_standin.grpc_target,
+                                MNIST_BACKEND_TIMEOUT_S="10")
+    payload = {"instances": mnist_test[0][:1].tolist()}
+    healthy_standin.set_fault("slow", delay=1.5)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(requests.post, f"{frontend.url}/v1/predict", json=payload, timeout=20,
+                               headers={"X-Request-Id": f"drain-{i}"}) for i in range(4)]
+        time.sleep(0.5)  # all four are now waiting on the slow backend
+        frontend.process.send_signal(signal.SIGTERM)
+        responses = [future.result() for future in futures]
+    assert [r.status_code for r in responses] == [200] * 4
+    assert frontend.process.wait(timeout=20) == 0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{frontend.url}/healthz", timeout=2)
+    lines = [json.loads(line) for line in frontend.out.read_text().splitlines() if line.startswith("{")]
+    drained = [line for line in lines if str(line.get("request_id", "")).startswith("drain-")]
+    assert len(drained) == 4
+    assert all(line["status"] == 200 and line["model_version"] == "2" and line["latency_ms"] > 1000
+               for line in drained)
+
+
+def test_bad_flag_value_is_one_line_and_nonzero_exit(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "frontend.cli", "--workers", "zero"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "MNIST_WORKERS" in result.stderr and len(result.stderr.splitlines()) == 1
+    result = subprocess.run([sys.executable, "-m", "frontend.cli", "--model-base-path", str(tmp_path / "absent")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "not a directory" in result.stderr
