@@ -715,6 +715,8 @@ class KubernetesApiEmulator(kmock.KubernetesScaffold):
             await response.prepare(raw)
             for line in backlog:
                 await response.write(line)
+            if backlog and backlog[-1].startswith(b'{"type": "ERROR"'):
+                timeout = 0  # the server ends a watch after an error event
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import aiohttp.web
 import yaml
 
-from .emulator import CRD_GROUP, CRD_PLURAL, KubernetesApiEmulator, Obj
+from .emulator import CRD_GROUP, CRD_PLURAL, ApiError, KubernetesApiEmulator, Obj
 
 T = TypeVar("T")
 
@@ -166,7 +166,10 @@ class EmulatedCluster:
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = "default") -> Obj | None:
         """The object, or None if there is none."""
         def read(emu: KubernetesApiEmulator) -> Obj | None:
-            served = emu.served_for(api_version, kind)
+            try:
+                served = emu.served_for(api_version, kind)
+            except ApiError:  # the kind is not served (any more): no such object either
+                return None
             key = (served.group, served.plural, (namespace or "") if served.namespaced else "", name)
             obj = emu._objects.get(key)
             return None if obj is None else emu._view(served, obj)
