@@ -203,7 +203,12 @@ def operator_command(
 
 
 def snapshot_state(
-    cfg: DemoConfig, started: float, view: OperatorView, routing_path: Path, generator: traffic.TrafficGenerator
+    cfg: DemoConfig,
+    started: float,
+    view: OperatorView,
+    routing_path: Path,
+    generator: traffic.TrafficGenerator,
+    previous: metrics.MetricsSnapshot | None = None,
 ) -> progress.DemoState:
     """One consistent picture for the renderer (metrics that cannot be read are shown as empty)."""
     try:
@@ -223,6 +228,7 @@ def snapshot_state(
         steps=cfg.pace.steps,
         routes=routes,
         metrics=snap,
+        recent=metrics.window(previous, snap) if previous is not None else None,
         traffic=generator.snapshot(),
         reason=view.reason,
     )
@@ -260,11 +266,14 @@ def run_rollout(
     )
     started = time.monotonic()
     next_progress = started + 1.0
+    previous: metrics.MetricsSnapshot | None = None
     while operator.alive():
         _show_operator_lines(lines, view)
         now = time.monotonic()
         if now >= next_progress:
-            say("\n".join(progress.render_progress(snapshot_state(cfg, started, view, routing_path, generator))))
+            state = snapshot_state(cfg, started, view, routing_path, generator, previous)
+            say("\n".join(progress.render_progress(state)))
+            previous = state.metrics
             next_progress = now + cfg.progress_every_s
         if not serving.frontend.alive():
             raise DemoError(

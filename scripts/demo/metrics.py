@@ -60,6 +60,26 @@ class MetricsSnapshot:
         return sum(v.requests for v in self.versions.values()) + sum(self.unrouted.values())
 
 
+def _minus(now: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: max(0.0, v - before.get(k, 0.0)) for k, v in now.items()}
+
+
+def window(before: MetricsSnapshot, now: MetricsSnapshot) -> MetricsSnapshot:
+    """What happened between two scrapes of one frontend (counters only grow while it runs)."""
+    out = MetricsSnapshot(routing_generation=now.routing_generation, reload_errors=now.reload_errors)
+    out.unrouted = _minus(now.unrouted, before.unrouted)
+    for version, cur in now.versions.items():
+        old = before.versions.get(version, VersionStats())
+        old_buckets = dict(old.latency_buckets)
+        out.versions[version] = VersionStats(
+            outcomes=_minus(cur.outcomes, old.outcomes),
+            feedback_correct=max(0.0, cur.feedback_correct - old.feedback_correct),
+            feedback_wrong=max(0.0, cur.feedback_wrong - old.feedback_wrong),
+            latency_buckets=[(b, max(0.0, c - old_buckets.get(b, 0.0))) for b, c in cur.latency_buckets],
+        )
+    return out
+
+
 def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float | None:
     """Prometheus' histogram_quantile over cumulative buckets: linear inside the bucket the rank falls in.
 

@@ -29,7 +29,8 @@ class DemoState:
     step: int | None = None  # 1-based index of the canary step in progress
     steps: Sequence[int] = ()
     routes: Sequence[Route] = ()
-    metrics: MetricsSnapshot = field(default_factory=MetricsSnapshot)
+    metrics: MetricsSnapshot = field(default_factory=MetricsSnapshot)  # since the frontend started
+    recent: MetricsSnapshot | None = None  # since the previous progress update (for "p99 now")
     traffic: TrafficStats = field(default_factory=TrafficStats)
     reason: str | None = None
 
@@ -67,10 +68,12 @@ def render_step(state: DemoState) -> str:
 
 
 def version_line(state: DemoState, version: int) -> str:
+    """Totals since the start; p99 over the last update interval (a cold start must not hide what happens now)."""
     stats: VersionStats = state.metrics.version(version)
+    recent = state.recent.version(version) if state.recent is not None else stats
     return (
         f"v{version} {role_of(state, version):<9} {int(stats.requests):6d} req  "
-        f"acc {_pct(stats.accuracy)}  p99 {_ms(stats.p99_seconds)}  backend errors {int(stats.errors)}"
+        f"acc {_pct(stats.accuracy)}  p99 now {_ms(recent.p99_seconds)}  backend errors {int(stats.errors)}"
     )
 
 
@@ -96,7 +99,7 @@ def render_summary(state: DemoState, expected_phase: str) -> list[str]:
     lines = [f"Outcome: {state.phase} ({verdict}) after {state.elapsed_s:.0f} s"]
     if state.reason:
         lines.append(f"Reason:  {state.reason}")
-    header = f"  {'version':<8}{'role':<11}{'requests':>9}{'5xx/err':>9}{'accuracy':>10}{'p99':>10}{'weight':>8}"
+    header = f"  {'version':<8}{'role':<11}{'requests':>9}{'errors':>9}{'accuracy':>10}{'p99':>10}{'weight':>8}"
     lines.append(header)
     lines.append("  " + "-" * (len(header) - 2))
     for version in (state.stable, state.candidate):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from scripts.demo.metrics import MetricsSnapshot, VersionStats
+from scripts.demo.metrics import MetricsSnapshot, VersionStats, window
 from scripts.demo.progress import DemoState, Route, render_progress, render_summary, weight_of
 from scripts.demo.traffic import TrafficStats
 
@@ -56,15 +56,37 @@ def test_progress_has_one_line_per_version_with_requests_accuracy_and_p99():
     assert "300 req" in stable and "95.0%" in stable
     assert candidate.split()[:2] == ["v2", "candidate"]
     assert "100 req" in candidate and "98.0%" in candidate and "backend errors 5" in candidate
-    # p99 of v1: rank 297 of 300 lands in (0.01, 0.025] -> 0.01 + 0.015 * 7/10 = 20.5 ms.
-    assert "20 ms" in stable or "21 ms" in stable
+    # p99 of v1 (no previous update: since the start): rank 297 of 300 lands in (0.01, 0.025] -> 20.5 ms.
+    assert "p99 now    20 ms" in stable or "p99 now    21 ms" in stable
 
 
 def test_progress_before_any_data_shows_dashes_not_zero_accuracy():
     empty = state(metrics=MetricsSnapshot(), routes=(), step=None, phase="Pending")
     head, stable, _ = render_progress(empty)
     assert "(no routing yet)" in head and "step -" in head
-    assert "acc    -" in stable and "p99     -" in stable
+    assert "acc    -" in stable and "p99 now     -" in stable
+
+
+def test_p99_now_is_over_the_last_interval_not_since_the_start():
+    """A slow first request (model load) weighs on the total p99 but must not hide today's latency."""
+    before = MetricsSnapshot(
+        versions={
+            "1": VersionStats(
+                outcomes={"ok": 100}, latency_buckets=[(0.01, 0.0), (0.025, 0.0), (5.0, 100.0), (float("inf"), 100.0)]
+            )
+        }
+    )
+    now = MetricsSnapshot(
+        versions={
+            "1": VersionStats(
+                outcomes={"ok": 200},
+                latency_buckets=[(0.01, 100.0), (0.025, 100.0), (5.0, 200.0), (float("inf"), 200.0)],
+            )
+        }
+    )
+    _, stable, _ = render_progress(state(metrics=now, recent=window(before, now)))
+    assert "p99 now    10 ms" in stable
+    assert window(before, now).version(1).requests == 100
 
 
 def test_summary_says_outcome_against_expectation_with_a_row_per_version():

@@ -1,0 +1,92 @@
+"""Ctrl-C (SIGINT) or SIGTERM during `make demo` stops every process it started and frees its port."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from scripts.demo.ports import free_port, port_is_free
+from scripts.demo.supervisor import wait_until
+
+pytestmark = pytest.mark.slow
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below pid (children in their own sessions included: they keep their parent)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_signal_mid_rollout_leaves_no_process_and_no_port(published_models, tmp_path, signum):
+    port = free_port()
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scripts.demo",
+            "promote",
+            "--port",
+            str(port),
+            "--model-dir",
+            str(published_models.base_path),
+            "--workdir",
+            str(tmp_path / "demo"),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(demo.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        # Wait until the frontend, its gunicorn workers and the operator all run: the first operator decision.
+        assert wait_until(
+            lambda: any(line.startswith("  >> ") for line in seen) or demo.poll() is not None, timeout_s=240
+        ), "".join(seen)
+        assert demo.poll() is None, "".join(seen) + demo.stderr.read()
+        started = descendants(demo.pid)
+        assert len(started) >= 3, f"frontend master + worker + operator expected, got {started}"
+        assert not port_is_free(port)
+        demo.send_signal(signum)
+        code = demo.wait(timeout=90)
+    finally:
+        if demo.poll() is None:  # the assertions above failed: do not leave the demo behind
+            demo.kill()  # its children follow through their parent-death signal
+            demo.wait(10)
+    stderr = demo.stderr.read()
+    assert code == 128 + signum, stderr
+    assert "every process the demo started has been stopped" in stderr
+    assert wait_until(lambda: not any(alive(pid) for pid in started), timeout_s=10), [
+        pid for pid in started if alive(pid)
+    ]
+    assert port_is_free(port)
