@@ -463,6 +463,28 @@ def test_warmup_requests_are_replayed_and_a_bad_one_fails_the_load(store: Path) 
         assert broken["error_code"] == "INVALID_ARGUMENT"
 
 
+def test_real_trained_models_answer_real_test_digits_with_their_recorded_accuracy(published_models,
+                                                                                     mnist_npz: Path) -> None:
+    with np.load(mnist_npz) as data:
+        images = (data["x_test"][:2000].astype(np.float32) / 255.0)[..., np.newaxis]
+        labels = data["y_test"][:2000]
+    good = max((v for v in published_models.accuracy if v != published_models.broken_version),
+               key=published_models.accuracy.get)
+    broken = published_models.broken_version
+    with StandIn(model_base_path=published_models.base_path, model_name=published_models.name,
+                 versions=[good, broken]) as standin:
+        request = predict_request(images, version=good, name=published_models.name)
+        request.output_filter.append("digit")
+        predicted = tf.make_ndarray(prediction_stub(standin).Predict(request, timeout=120).outputs["digit"])
+        # The trainer measured metrics.json's test_accuracy on these same 2000 digits.
+        assert float(np.mean(predicted == labels)) == pytest.approx(published_models.accuracy[good], abs=0.002)
+        url = f"{standin.rest_url}/v1/models/{published_models.name}/versions/{{}}:predict"
+        answers = {version: requests.post(url.format(version), json={"inputs": images[:200].tolist()},
+                                          timeout=60).json()["outputs"]["digit"] for version in (good, broken)}
+        assert np.mean(np.array(answers[good]) == labels[:200]) > 0.8
+        assert np.mean(np.array(answers[broken]) == labels[:200]) < 0.5  # the deliberately bad candidate
+
+
 # ---- faults ---------------------------------------------------------------------------------------
 
 def test_slow_fault_delays_predict_past_client_deadlines(tiny_store: Path) -> None:
