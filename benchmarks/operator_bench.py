@@ -71,6 +71,15 @@ def start_operator(cluster, store: Path, log: Path, **extra: str) -> subprocess.
     return proc
 
 
+def warm_up(api, cluster, model: str = "mnist") -> None:
+    """One rollout through create -> routing -> delete, so operator start-up is not in what is measured."""
+    api.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, rollout("warm-up", 2, model))
+    wait_for(lambda: (cluster.get(f"{GROUP}/{VERSION}", "ModelRollout", "warm-up") or {}).get("status", {})
+             .get("stage") == "Canary", timeout=60)
+    api.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "warm-up")
+    wait_for(lambda: cluster.get(f"{GROUP}/{VERSION}", "ModelRollout", "warm-up") is None, timeout=60)
+
+
 def rollout(name: str, candidate: int, model: str = "mnist") -> dict:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelRollout", "metadata": {"name": name},
             "spec": {"model": model, "candidateVersion": candidate, "stableVersion": 1,
@@ -94,7 +103,7 @@ def bench_reaction(repeats: int) -> dict:
         proc = start_operator(cluster, store, Path(tmp) / "operator.log")
         try:
             api = kubernetes.client.CustomObjectsApi(kubernetes.config.new_client_from_config(str(cluster.kubeconfig)))
-            time.sleep(3)  # operator start-up (imports, login, first watch) is not what is measured
+            warm_up(api, cluster)
             for i in range(repeats):
                 name = f"bench-{i}"
                 api.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, rollout(name, 2))
@@ -122,7 +131,7 @@ def bench_memory(n: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp, emulated_cluster(Path(tmp) / "k8s") as cluster:
         cluster.load_crds([ROOT / "charts" / "mnist-platform" / "crds"])
-        models = tuple(f"model{i}" for i in range(n))
+        models = tuple(f"model{i}" for i in range(n)) + ("warm",)
         store = fake_store(Path(tmp) / "store", range(1, 3), models)
         # One routing/serving ConfigMap pair per model, so that every rollout is active at once.
         proc = start_operator(cluster, store, Path(tmp) / "operator.log",
@@ -130,7 +139,7 @@ def bench_memory(n: int) -> dict:
                               MNIST_OPERATOR_SERVING_CONFIGMAP="{model}-serving")
         try:
             api = kubernetes.client.CustomObjectsApi(kubernetes.config.new_client_from_config(str(cluster.kubeconfig)))
-            time.sleep(3)
+            warm_up(api, cluster, "warm")
             idle = rss_mb(proc.pid)
             for i in range(n):  # n models, so every rollout is active (none waits behind another)
                 api.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, rollout(f"m{i}", 2, f"model{i}"))

@@ -23,8 +23,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -42,6 +45,8 @@ from mnist_operator.spec import SpecError, parse_spec
 log = logging.getLogger("mnist_operator")
 ANNOTATION_PREFIX = GROUP
 TERMINAL_RECHECK_S = 60.0
+DISCOVERY_PERIOD_S = 30.0
+SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 @dataclass
@@ -93,11 +98,14 @@ def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     """All operator tuning in one place."""
     global _clients
     _clients = None  # a new operator run (tests start several in one process) re-reads env and kubeconfig
-    clients()
+    c = clients()
+    if c.cfg.model_base_path:
+        memo.discovery = Discovery(c, discovery_namespace(c.cfg))
+        memo.discovery.start()
     # Progress and diff-base in annotations: .status belongs to the rollout state machine alone.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -111,6 +119,58 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.batch_window = 0.05  # react to a spec change well within a second
     settings.execution.max_workers = 32
     settings.networking.request_timeout = 30
+
+
+@kopf.on.cleanup()
+def stop_discovery(memo: Any, **_: Any) -> None:
+    if getattr(memo, "discovery", None) is not None:
+        memo.discovery.stop()
+
+
+def discovery_namespace(cfg: OperatorConfig) -> str:
+    """Where discovered ModelVersions go: the watched namespace, else the operator's own."""
+    if cfg.namespace:
+        return cfg.namespace
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return SA_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+class Discovery:
+    """Registers every version published in the model store as a ModelVersion (a thread: plain blocking I/O)."""
+
+    def __init__(self, c: Clients, namespace: str, period_s: float = DISCOVERY_PERIOD_S) -> None:
+        self.c, self.namespace, self.period_s = c, namespace, period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modelversion-discovery", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def scan_once(self) -> list[str]:
+        root = Path(self.c.cfg.model_base_path)
+        items = self.c.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, MODELVERSION_PLURAL)
+        known = {o["metadata"]["name"] for o in items.get("items", [])}
+        created = []
+        for model, version in versions.unregistered(root, known):
+            register_version(self.c, self.namespace, model, version, str(root / model))
+            created.append(versions.modelversion_name(model, version))
+        return created
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.scan_once()
+            except Exception as exc:  # noqa: BLE001 - discovery is best effort; the next scan retries
+                log.warning("model store discovery failed: %s", exc)
+            self._stop.wait(self.period_s)
 
 
 # ------------------------------------------------------------------------------------------------- facts (I/O only)
@@ -363,6 +423,8 @@ async def drive_rollout(name: str, namespace: str, memo: Any, logger: logging.Lo
             obj, decision = result
             _post(obj, decision.events, logger)
             delay = next_delay(decision.status, obj.get("spec") or {}, c.cfg.max_tick_s)
+            if decision.status.get("stage") != (obj.get("status") or {}).get("stage"):
+                delay = 0.0  # a new stage often has its next fact ready already (e.g. the candidate is AVAILABLE)
         except ApiException as exc:
             logger.warning(f"Kubernetes API error during a tick (retrying): HTTP {exc.status} {exc.reason}")
             delay = 2.0

@@ -21,6 +21,19 @@ def store_versions(model_dir: str | Path) -> list[int]:
                   if p.name.isdigit() and p.is_dir() and (p / "saved_model.pb").is_file())
 
 
+def unregistered(store_root: str | Path, known_names: set[str]) -> list[tuple[str, int]]:
+    """(model, version) published under <root>/<model>/<version>/ with no ModelVersion of that name yet."""
+    root = Path(store_root)
+    if not root.is_dir():
+        return []
+    found = []
+    for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for version in store_versions(model_dir):
+            if modelversion_name(model_dir.name, version) not in known_names:
+                found.append((model_dir.name, version))
+    return found
+
+
 def store_metrics(model_dir: str | Path, version: int) -> dict[str, Any] | None:
     """assets.extra/metrics.json of one version, or None."""
     path = Path(model_dir) / str(version) / "assets.extra" / "metrics.json"

@@ -68,3 +68,12 @@ def test_next_delay_polls_fast_while_waiting_for_facts_and_rarely_when_done():
     assert handlers.next_delay({"phase": "Progressing", "stage": "Loading"}, spec, 5.0) == 0.5
     assert handlers.next_delay({"phase": "Progressing", "stage": "Canary"}, spec, 5.0) == 5.0
     assert handlers.next_delay({"phase": "Promoted", "stage": "Done"}, spec, 5.0) == handlers.TERMINAL_RECHECK_S
+
+
+def test_discovery_finds_published_versions_without_a_modelversion(tmp_path):
+    publish(tmp_path / "mnist", 1)
+    publish(tmp_path / "mnist", 2)
+    publish(tmp_path / "fashion", 1)
+    (tmp_path / ".tmp-x").mkdir()
+    assert versions.unregistered(tmp_path, {"mnist-v1"}) == [("fashion", 1), ("mnist", 2)]
+    assert versions.unregistered(tmp_path / "nope", set()) == []
