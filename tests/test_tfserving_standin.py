@@ -36,6 +36,8 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config import model_server_config_pb2
 
 from tests.support.tfserving_standin import ServingError, StandIn
+from tests.support.tfserving_standin.__main__ import main as standin_main
+from tests.support.tfserving_standin.__main__ import prometheus_path
 
 MODEL = "mnist"
 
@@ -583,3 +585,25 @@ def test_process_mode_takes_tensorflow_model_server_flags(tiny_store: Path, repo
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_process_mode_refuses_to_start_with_labels_for_unloaded_versions_like_the_real_server(
+        store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_file = tmp_path / "models.config"
+    write_config(config_file, config_text(store, [1], {"stable": 1}))
+    assert standin_main([f"--port={free_port()}", f"--model_config_file={config_file}"]) == 1
+    assert "Failed to start server. Error: FAILED_PRECONDITION: Request to assign label to version 1 of model " \
+           "mnist, which is not currently available for inference" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        standin_main(["--no_such_flag=1"])
+
+
+def test_metrics_page_follows_the_monitoring_config_file_in_process_mode(tmp_path: Path) -> None:
+    monitoring = tmp_path / "monitoring.config"
+    assert prometheus_path("") is None  # the real server's default: no metrics page
+    monitoring.write_text("prometheus_config { enable: true }\n")
+    assert prometheus_path(str(monitoring)) == "/monitoring/prometheus/metrics"
+    monitoring.write_text('prometheus_config { enable: true, path: "/metrics" }\n')
+    assert prometheus_path(str(monitoring)) == "/metrics"
+    monitoring.write_text("prometheus_config { enable: false }\n")
+    assert prometheus_path(str(monitoring)) is None

@@ -97,16 +97,20 @@ def main(argv: list[str] | None = None) -> int:
                           poll_seconds=args.model_config_file_poll_wait_seconds, **common)
     else:
         standin = StandIn(model_base_path=args.model_base_path, model_name=args.model_name, **common)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         standin.start()
-    except (ServingError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except ServingError as exc:
+        print(f"Failed to start server. Error: {exc.code.name}: {exc.message}", file=sys.stderr)
+        standin.stop()
+        return 1
+    except OSError as exc:
+        print(f"Failed to start server. Error: {exc}", file=sys.stderr)
         standin.stop()
         return 1
     sys.stdout.flush()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
     standin.stop()
     return 0
