@@ -35,8 +35,8 @@ import kubernetes
 import requests
 from kubernetes.client.rest import ApiException
 
+from mnist_operator import auto, metrics_source, versions
 from mnist_operator import decide as core
-from mnist_operator import metrics_source, versions
 from mnist_operator.analysis import Snapshot
 from mnist_operator.config import GROUP, MODELVERSION_PLURAL, ROLLOUT_PLURAL, VERSION, OperatorConfig, env
 from mnist_operator.render import render_model_config, render_routing
@@ -483,3 +483,30 @@ def modelversion_seen(spec: dict[str, Any], status: dict[str, Any], patch: kopf.
             phase = "Missing"
     patch.status["phase"] = phase
     patch.status["lastTransitionTime"] = core.ts(time.time())
+
+
+@kopf.on.create(GROUP, VERSION, MODELVERSION_PLURAL)
+def maybe_auto_rollout(namespace: str, spec: dict[str, Any], body: Any, logger: logging.Logger, **_: Any) -> None:
+    """A newly registered version starts a rollout when the model has a template (spec.autoRollout.enabled)."""
+    model, version = spec.get("model"), spec.get("version")
+    if not isinstance(model, str) or not isinstance(version, int):
+        return
+    c = clients()
+    rollouts = c.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, ROLLOUT_PLURAL).get("items", [])
+    template = auto.pick_template(rollouts, model)
+    if template is None:
+        return
+    acc = spec.get("testAccuracy")
+    manifest, why = auto.auto_rollout(template, version, float(acc) if isinstance(acc, int | float) else None)
+    if manifest is None:
+        logger.info(f"no auto-rollout: {why}")
+        return
+    manifest["metadata"]["namespace"] = namespace
+    try:
+        c.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, ROLLOUT_PLURAL, manifest)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        return  # already started (by an earlier event, or by hand)
+    logger.info(why)
+    kopf.info(body, reason="AutoRollout", message=why)

@@ -75,6 +75,11 @@ class GateSpec:
 
 
 @dataclass(frozen=True)
+class AutoRolloutSpec:
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
 class RolloutSpec:
     model: str
     candidate_version: int
@@ -86,6 +91,7 @@ class RolloutSpec:
     analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
     gate: GateSpec = field(default_factory=GateSpec)
     paused: bool = False
+    auto_rollout: AutoRolloutSpec = field(default_factory=AutoRolloutSpec)
 
     # Durations in seconds, parsed once.
     @property
@@ -164,7 +170,7 @@ def _section(spec: dict[str, Any], name: str, known: set[str]) -> dict[str, Any]
 
 
 TOP_FIELDS = {"model", "candidateVersion", "stableVersion", "strategy", "canary", "abtest", "shadow", "analysis",
-              "gate", "paused"}
+              "gate", "paused", "autoRollout"}
 
 
 def parse_spec(spec: dict[str, Any]) -> RolloutSpec:
@@ -251,8 +257,13 @@ def parse_spec(spec: dict[str, Any]) -> RolloutSpec:
         min_offline_accuracy=_num(g.get("minOfflineAccuracy", d5.min_offline_accuracy), "gate.minOfflineAccuracy", 0, 1),
         timeout=g.get("timeout", d5.timeout),
     )
+    ar = _section(spec, "autoRollout", {"enabled"})
+    enabled = ar.get("enabled", AutoRolloutSpec.enabled)
+    if not isinstance(enabled, bool):
+        raise SpecError(f"autoRollout.enabled: {enabled!r} is not a boolean")
     parsed = RolloutSpec(model=model, candidate_version=candidate, stable_version=stable, strategy=strategy,
-                         canary=canary, abtest=abtest, shadow=shadow, analysis=analysis, gate=gate, paused=paused)
+                         canary=canary, abtest=abtest, shadow=shadow, analysis=analysis, gate=gate, paused=paused,
+                         auto_rollout=AutoRolloutSpec(enabled=enabled))
     # Parse every duration now so that a bad one is refused up front, not mid-rollout.
     for prop in ("step_duration_s", "abtest_duration_s", "shadow_duration_s", "interval_s", "inconclusive_timeout_s",
                  "routing_timeout_s", "gate_timeout_s"):
@@ -277,4 +288,5 @@ def defaults_as_crd() -> dict[str, dict[str, Any]]:
                      "inconclusiveTimeout": AnalysisSpec.inconclusive_timeout,
                      "routingTimeout": AnalysisSpec.routing_timeout},
         "gate": {"minOfflineAccuracy": GateSpec.min_offline_accuracy, "timeout": GateSpec.timeout},
+        "autoRollout": {"enabled": AutoRolloutSpec.enabled},
     }

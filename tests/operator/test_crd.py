@@ -73,7 +73,7 @@ def test_every_crd_default_equals_the_code_default_and_every_code_default_is_in_
         where = props if section == "" else props[section]["properties"]
         for name, default in fields.items():
             assert where[name].get("default") == default, f"{section}.{name}: CRD {where[name].get('default')!r}"
-    for section in ("canary", "abtest", "shadow", "analysis", "gate"):
+    for section in ("canary", "abtest", "shadow", "analysis", "gate", "autoRollout"):
         assert props[section]["default"] == {}, f"{section} must default to {{}} so its fields default"
         for name, prop in props[section]["properties"].items():
             assert "default" in prop, f"{section}.{name} has no default in the CRD"

@@ -1,8 +1,9 @@
 """`mnist-operator local` against a REAL frontend (gunicorn, embedded backend, the trainer's SavedModels).
 
 Traffic is real MNIST test digits sent through the real API, each followed by feedback with the true label; the
-operator judges them from the frontend's real /metrics. v2 (good) is promoted; v3 (trained on shuffled labels)
-is rolled back on feedback accuracy.
+operator judges them from the frontend's real /metrics. For each strategy (canary, A/B test, shadow), v2 (good)
+is promoted and v3 (trained on shuffled labels) is rolled back: on feedback accuracy, on the A/B test, on
+agreement with stable.
 """
 
 from __future__ import annotations
@@ -116,14 +117,29 @@ def frontend(published_models, tmp_path_factory, mnist_npz):
         log.close()
 
 
-def write_rollout(path: Path, name: str, candidate: int, stable: int, min_accuracy: float, gate: float) -> Path:
+_generation = [100]
+
+
+def start_from(frontend, stable: int) -> None:
+    """Every scenario starts with all traffic on `stable` (a fresh, higher routing generation)."""
+    _generation[0] += 100
+    frontend["routing"].write_text(json.dumps({"model": "mnist", "strategy": "single",
+                                               "routes": [{"version": stable, "label": "stable", "weight": 100}],
+                                               "generation": _generation[0]}))
+    time.sleep(0.5)  # the frontend re-reads the file every 0.2 s
+
+
+def write_rollout(path: Path, name: str, candidate: int, stable: int, strategy: str, floor: float,
+                  gate: float) -> Path:
     path.write_text(yaml.safe_dump({
         "apiVersion": "ml.mnist-platform.dev/v1alpha1", "kind": "ModelRollout", "metadata": {"name": name},
-        "spec": {"model": "mnist", "candidateVersion": candidate, "stableVersion": stable, "strategy": "canary",
+        "spec": {"model": "mnist", "candidateVersion": candidate, "stableVersion": stable, "strategy": strategy,
                  "canary": {"steps": [30, 100], "stepDuration": "3s"},
+                 "abtest": {"split": 50, "duration": "6s", "minSamples": 20, "confidence": 0.999},
+                 "shadow": {"percent": 100, "duration": "4s", "promote": "switch"},
                  "analysis": {"interval": "1500ms", "minRequests": 8, "minFeedback": 8, "failureLimit": 2,
-                              "maxLatencyP99Ms": 3000, "maxErrorRate": 0.02, "minAccuracy": min_accuracy,
-                              "inconclusiveTimeout": "40s", "routingTimeout": "10s"},
+                              "maxLatencyP99Ms": 3000, "maxErrorRate": 0.02, "minAccuracy": floor,
+                              "minAgreement": 0.5, "inconclusiveTimeout": "40s", "routingTimeout": "10s"},
                  "gate": {"minOfflineAccuracy": gate, "timeout": "30s"}}}))
     return path
 
@@ -142,33 +158,44 @@ def served_versions(path: Path) -> list[int]:
     return list(cfg.model_config_list.config[0].model_version_policy.specific.versions)
 
 
-def test_local_mode_promotes_a_good_candidate_on_live_frontend_metrics(frontend, published_models):
+@pytest.mark.parametrize("strategy, marker", [("canary", "CanaryStep"), ("abtest", "ABTestStarted"),
+                                              ("shadow", "ShadowStarted")])
+def test_local_mode_promotes_a_good_candidate_on_live_frontend_metrics(frontend, published_models, strategy, marker):
     acc = published_models.accuracy
-    floor = round(min(acc[1], acc[2]) - 0.15, 2)  # live accuracy on a small sample, with the frontend's own input path
-    rollout = write_rollout(frontend["work"] / "v2.yaml", "mnist-v2", 2, 1, floor, floor)
+    # Live accuracy on a small sample, through the frontend's own input path: well below offline, well above chance.
+    floor = round(min(acc[1], acc[2]) - 0.15, 2)
+    start_from(frontend, 1)
+    rollout = write_rollout(frontend["work"] / f"v2-{strategy}.yaml", "mnist-v2", 2, 1, strategy, floor, floor)
     with Traffic(frontend["base"], frontend["images"], frontend["labels"]) as traffic:
         result = run_operator(frontend, published_models, rollout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    assert "Promoted" in result.stdout and "AnalysisPassed" in result.stdout and "CanaryStep" in result.stdout
+    assert "Promoted" in result.stdout and marker in result.stdout
+    assert "AnalysisPassed" in result.stdout or "A/B test won" in result.stdout
     doc = json.loads(frontend["routing"].read_text())
     assert doc["strategy"] == "single" and doc["routes"] == [{"version": 2, "label": "stable", "weight": 100}]
     assert served_versions(frontend["work"] / "models.config") == [2]
-    assert traffic.server_errors == 0 and traffic.versions.get(2, 0) > 0 and traffic.versions.get(1, 0) > 0
+    assert traffic.server_errors == 0 and traffic.versions.get(1, 0) > 0
+    if strategy != "shadow":
+        assert traffic.versions.get(2, 0) > 0
 
 
-def test_local_mode_rolls_back_a_broken_candidate_on_feedback_accuracy(frontend, published_models):
-    frontend["routing"].write_text(json.dumps({"model": "mnist", "strategy": "single",
-                                               "routes": [{"version": 2, "label": "stable", "weight": 100}],
-                                               "generation": 50}))
+@pytest.mark.parametrize("strategy, reason", [("canary", "LowAccuracy"), ("abtest", "LostABTest"),
+                                              ("shadow", "LowAgreement")])
+def test_local_mode_rolls_back_a_broken_candidate(frontend, published_models, strategy, reason):
     floor = round(published_models.accuracy[2] - 0.15, 2)
+    start_from(frontend, 2)
     # The offline gate would refuse v3 before any traffic; it is opened to show the live analysis catch it.
-    rollout = write_rollout(frontend["work"] / "v3.yaml", "mnist-v3", 3, 2, floor, 0.0)
+    rollout = write_rollout(frontend["work"] / f"v3-{strategy}.yaml", "mnist-v3", 3, 2, strategy, floor, 0.0)
     with Traffic(frontend["base"], frontend["images"], frontend["labels"]) as traffic:
         result = run_operator(frontend, published_models, rollout)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr
-    assert "RolledBack reason: LowAccuracy" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert result.stdout.count("AnalysisFailed") == 2  # failureLimit
+    assert f"RolledBack reason: {reason}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    if strategy != "abtest":
+        assert result.stdout.count("AnalysisFailed") == 2  # failureLimit
     doc = json.loads(frontend["routing"].read_text())
-    assert doc["routes"] == [{"version": 2, "label": "stable", "weight": 100}] and doc["generation"] > 50
+    assert doc["routes"] == [{"version": 2, "label": "stable", "weight": 100}] and doc["shadow"] is None
+    assert doc["generation"] > _generation[0]
     assert served_versions(frontend["work"] / "models.config") == [2]
-    assert traffic.server_errors == 0 and traffic.versions.get(3, 0) > 0
+    assert traffic.server_errors == 0
+    if strategy != "shadow":
+        assert traffic.versions.get(3, 0) > 0
