@@ -326,6 +326,32 @@ def test_rest_unknown_path_is_404_and_keep_alive_reuses_one_connection(serving: 
         connection.close()
 
 
+def test_rest_accepts_a_chunked_request_body(serving: StandIn) -> None:
+    body = json.dumps({"instances": digits(2).tolist()}).encode()
+    chunks = (body[i:i + 4096] for i in range(0, len(body), 4096))
+    response = requests.post(f"{serving.rest_url}/v1/models/{MODEL}/versions/1:predict", data=chunks, timeout=10)
+    assert response.status_code == 200 and len(response.json()["predictions"]) == 2
+
+
+def test_concurrent_predicts_on_both_transports_each_get_their_own_version(serving: StandIn) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = digits(4, seed=9)
+    stub = prediction_stub(serving)
+
+    def call(index: int) -> int:
+        version = 1 + index % 2
+        if index % 3:
+            return stub.Predict(predict_request(images, version=version), timeout=30).model_spec.version.value
+        url = f"{serving.rest_url}/v1/models/{MODEL}/versions/{version}:predict"
+        response = requests.post(url, json={"instances": images.tolist()}, timeout=30)
+        return version if response.status_code == 200 and len(response.json()["predictions"]) == 4 else -1
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answered = list(pool.map(call, range(64)))
+    assert answered == [1 + i % 2 for i in range(64)]
+
+
 def test_prometheus_metrics_count_requests(serving: StandIn) -> None:
     before = serving.predict_count(version=2)
     prediction_stub(serving).Predict(predict_request(digits(1), label="canary"), timeout=10)

@@ -151,8 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("OPTIONS")
 
     def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
+        body = self._read_body()
         path = urlsplit(self.path).path
         core = self.server.core
         if self.server.prometheus_path and path == self.server.prometheus_path:
@@ -184,6 +183,19 @@ class _Handler(BaseHTTPRequestHandler):
         api = _PREDICT.fullmatch(path).group(4).lower() if method == "POST" else ""
         core.metrics.record_latency(model_name, api, "REST", elapsed_us(started))
         self._reply(200, json.dumps(document, indent=1).encode(), "application/json")
+
+    def _read_body(self) -> bytes:
+        """The request body, sized by Content-Length or sent chunked (both are HTTP/1.1)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts = []
+            while (size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)) > 0:
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()  # the CRLF after each chunk
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return b"".join(parts)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
 
     def _reply(self, status: int, payload: bytes, content_type: str) -> None:
         self.send_response(status)
