@@ -71,15 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 published, 2 bad arguments, 3 bad data, 4 below --min-accuracy, "
                "5 model store not writable or version taken, 1 unexpected error",
     )
-    parser.add_argument("--data", type=Path, default=None,
+    parser.add_argument("--data", type=Path, default=None, metavar="PATH",
                         help="mnist.npz in keras' layout (default: $MNIST_DATA, else keras' download)")
-    parser.add_argument("--model-base-path", type=Path, default=DEFAULTS.model_base_path,
+    parser.add_argument("--model-base-path", type=Path, default=DEFAULTS.model_base_path, metavar="DIR",
                         help="model store directory of this model, e.g. /models/mnist (default: %(default)s)")
-    parser.add_argument("--model-name", default=DEFAULTS.model_name,
+    parser.add_argument("--model-name", default=DEFAULTS.model_name, metavar="NAME",
                         help="model name in metrics, warmup requests and ModelVersion (default: %(default)s)")
-    parser.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs, help="default: %(default)s")
-    parser.add_argument("--batch-size", type=_positive_int, default=DEFAULTS.batch_size, help="default: %(default)s")
-    parser.add_argument("--learning-rate", type=_positive_float, default=DEFAULTS.max_learning_rate,
+    parser.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs, metavar="N",
+                        help="passes over the training images (default: %(default)s)")
+    parser.add_argument("--batch-size", type=_positive_int, default=DEFAULTS.batch_size, metavar="N",
+                        help="images per training step (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=_positive_float, default=DEFAULTS.max_learning_rate, metavar="LR",
                         help="peak of the one-cycle schedule (default: %(default)s)")
     parser.add_argument("--train-limit", type=_positive_int, default=None, metavar="N",
                         help="train on the first N training images only (smoke runs)")
@@ -87,14 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluate on the first N test images only (default: all 10,000)")
     parser.add_argument("--version", type=_positive_int, default=None, metavar="N",
                         help="version to publish (default: the next free integer); fails if taken")
-    parser.add_argument("--seed", type=_non_negative_int, default=DEFAULTS.seed,
+    parser.add_argument("--seed", type=_non_negative_int, default=DEFAULTS.seed, metavar="N",
                         help="seed of every random choice; same seed on CPU, same model (default: %(default)s)")
-    parser.add_argument("--min-accuracy", type=_fraction, default=DEFAULTS.min_accuracy,
+    parser.add_argument("--min-accuracy", type=_fraction, default=DEFAULTS.min_accuracy, metavar="FRACTION",
                         help="refuse to publish below this test accuracy (default: %(default)s)")
     parser.add_argument("--no-augment", action="store_true", help="train without random shifts/rotations")
     parser.add_argument("--shuffle-labels", action="store_true",
                         help="train on shuffled labels: a deliberately broken candidate for rollback demos/tests")
     parser.add_argument("--register", choices=("auto", "always", "never"), default=DEFAULTS.register,
+                        metavar="{auto,always,never}",
                         help="create a ModelVersion resource after publishing: auto = when running in a cluster "
                              "(default: %(default)s); failures only warn")
     return parser
