@@ -258,3 +258,43 @@ def test_operator_args_parse_with_the_operator_cli(rendered: dict[str, Rendered]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/" + path, "port": "health"}
     assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"]["type"] == "Recreate"
+
+
+def dockerfile_lines(path: str) -> list[str]:
+    """Instructions of a Dockerfile, continuation lines joined."""
+    from chartlib import REPO_ROOT
+
+    file = REPO_ROOT / path
+    if not file.exists():
+        pytest.fail(f"{path} does not exist yet: the chart deploys the image built from it (make images)")
+    text = file.read_text().replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def final_stage(lines: list[str]) -> list[str]:
+    starts = [i for i, line in enumerate(lines) if line.upper().startswith("FROM ")]
+    return lines[starts[-1]:]
+
+
+@pytest.mark.parametrize(("image", "dockerfile", "port"), [("frontend", "services/frontend/Dockerfile", "http"),
+                                                           ("operator", "operator/Dockerfile", "health")])
+def test_images_expose_the_ports_and_user_the_chart_expects(rendered: dict[str, Rendered], image: str,
+                                                             dockerfile: str, port: str) -> None:
+    lines = final_stage(dockerfile_lines(dockerfile))
+    exposed = {int(p.split("/")[0]) for line in lines if line.upper().startswith("EXPOSE ") for p in line.split()[1:]}
+    assert container_port(only(rendered["default"], image), port) in exposed
+    (user,) = [line.split()[1] for line in lines if line.upper().startswith("USER ")][-1:]
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) > 0, "a numeric non-root USER lets runAsNonRoot verify it"
+
+
+def test_trainer_image_bakes_the_mnist_file_the_chart_points_at(rendered: dict[str, Rendered]) -> None:
+    """Decision (docs/CLUSTER.md): the trainer image carries data/mnist.npz; the Job never downloads."""
+    lines = final_stage(dockerfile_lines("services/trainer/Dockerfile"))
+    copies = [line.split() for line in lines if line.upper().startswith("COPY ") and "mnist.npz" in line]
+    assert copies, "services/trainer/Dockerfile does not COPY data/mnist.npz into the image"
+    destinations = {parts[-1] for parts in copies}
+    (trainer,) = [o for o in pods(rendered["default"]) if o["kind"] == "Job"]
+    data = arg_value(container_of(trainer), "--data")
+    assert data in destinations or posixpath.dirname(data) + "/" in destinations \
+        or posixpath.dirname(data) in destinations, f"chart reads {data}, the image copies to {destinations}"
