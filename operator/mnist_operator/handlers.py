@@ -401,6 +401,18 @@ def _post(obj: dict[str, Any], events: list[core.Event], logger: logging.Logger)
             kopf.info(obj, reason=e.reason, message=e.message)
 
 
+def _tick_lock(memo: Any) -> threading.Lock:
+    """Serialises a rollout's tick and its deletion handler, so a late tick never writes after the rollback."""
+    if getattr(memo, "tick_lock", None) is None:
+        memo.tick_lock = threading.Lock()
+    return memo.tick_lock
+
+
+def _locked_tick(lock: threading.Lock, namespace: str, name: str) -> tuple[dict[str, Any], core.Decision] | None:
+    with lock:
+        return tick(namespace, name)
+
+
 def _wake_event(memo: Any) -> asyncio.Event:
     if getattr(memo, "wake", None) is None:
         memo.wake = asyncio.Event()
@@ -412,12 +424,13 @@ async def drive_rollout(name: str, namespace: str, memo: Any, logger: logging.Lo
                         **_: Any) -> None:
     """One loop per ModelRollout: tick, then sleep until the next check is due or the spec changes."""
     wake = _wake_event(memo)
+    lock = _tick_lock(memo)
     c = clients()
     while not stopped:
         wake.clear()
         delay = 1.0
         try:
-            result = await asyncio.to_thread(tick, namespace, name)
+            result = await asyncio.to_thread(_locked_tick, lock, namespace, name)
             if result is None:
                 return
             obj, decision = result
@@ -449,11 +462,28 @@ def spec_changed(spec: dict[str, Any], memo: Any, logger: logging.Logger, **_: A
 
 
 @kopf.on.delete(GROUP, VERSION, ROLLOUT_PLURAL)
-def rollout_deleted(name: str, namespace: str, status: dict[str, Any], body: Any, logger: logging.Logger,
-                    **_: Any) -> None:
+def rollout_deleted(name: str, namespace: str, status: dict[str, Any], body: Any, memo: Any,
+                    logger: logging.Logger, **_: Any) -> None:
     """Finalizer: an unfinished rollout gives all traffic back to stable and unloads the candidate."""
     c = clients()
     key = f"{namespace}/{name}"
+    lock = _tick_lock(memo)
+    if not lock.acquire(timeout=30):
+        raise kopf.TemporaryError("a tick of this rollout is still running", delay=1)
+    try:
+        _restore_on_delete(c, namespace, name, key, status, body, logger)
+    finally:
+        lock.release()
+
+
+def _restore_on_delete(c: Clients, namespace: str, name: str, key: str, status: dict[str, Any], body: Any,
+                       logger: logging.Logger) -> None:
+    try:  # the freshest status: the last tick may have moved on since this event was sent
+        obj = c.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, ROLLOUT_PLURAL, name)
+        status = obj.get("status") or status
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
     st = dict(status or {})
     configs = core.on_delete(st, key, serving_base_path(st.get("model") or "model"))
     if configs is None:
