@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import requests
 import tensorflow as tf
+from google.protobuf import text_format
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -36,8 +37,11 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config import model_server_config_pb2
 
 from tests.support.tfserving_standin import ServingError, StandIn
+from tests.support.tfserving_standin import config as standin_config
 from tests.support.tfserving_standin.__main__ import main as standin_main
 from tests.support.tfserving_standin.__main__ import prometheus_path
+from tests.support.tfserving_standin.errors import http_status
+from tests.support.tfserving_standin.metrics import Metrics
 
 MODEL = "mnist"
 
@@ -382,6 +386,8 @@ def test_config_file_polling_loads_and_unloads_versions(store: Path, tmp_path: P
         write_config(config_file, config_text(store, [2], {"stable": 2}))
         assert standin.wait_for_state(1, "END", timeout=20)
         assert standin.labels() == {"stable": 2}
+        assert standin.history(1) == ["START", "LOADING", "AVAILABLE", "UNLOADING", "END"]
+        assert standin.history(2) == ["START", "LOADING", "AVAILABLE"]
         # TF Serving keeps reporting unloaded versions as END.
         assert [(s["version"], s["state"]) for s in rest_status(standin)["model_version_status"]] == \
             [("2", "AVAILABLE"), ("1", "END")]
@@ -415,7 +421,6 @@ def test_reload_config_over_grpc_answers_failed_precondition_for_an_early_label(
         stub = model_stub(standin)
         request = model_management_pb2.ReloadConfigRequest()
         request.config.CopyFrom(model_server_config_pb2.ModelServerConfig())
-        from google.protobuf import text_format
         text_format.Parse(config_text(store, [1, 3], {"canary": 3}), request.config)
         error = grpc_error(stub.HandleReloadConfigRequest, request)
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -633,3 +638,59 @@ def test_metrics_page_follows_the_monitoring_config_file_in_process_mode(tmp_pat
     assert prometheus_path(str(monitoring)) == "/metrics"
     monitoring.write_text("prometheus_config { enable: false }\n")
     assert prometheus_path(str(monitoring)) is None
+
+
+# ---- pure parts -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("policy", "expected"), [
+    ("", {5}),  # TF Serving's default: the latest version
+    ("model_version_policy { latest { num_versions: 2 } }", {3, 5}),
+    ("model_version_policy { all {} }", {1, 3, 5}),
+    ("model_version_policy { specific { versions: 1 versions: 4 } }", {1}),
+])
+def test_version_policy_picks_versions_from_disk(policy: str, expected: set[int]) -> None:
+    config = standin_config.parse_config_text(
+        f'model_config_list {{ config {{ name: "m" base_path: "/m" {policy} }} }}')
+    model = config.model_config_list.config[0]
+    assert standin_config.aspired_versions(model, [1, 3, 5]) == expected
+
+
+def test_config_validation_and_path_mapping() -> None:
+    with pytest.raises(ServingError, match="Illegal to list model m multiple times"):
+        standin_config.validate(standin_config.parse_config_text(
+            'model_config_list { config { name: "m" base_path: "/a" } config { name: "m" base_path: "/b" } }'))
+    with pytest.raises(ServingError, match="to have an absolute path"):
+        standin_config.validate(standin_config.parse_config_text(
+            'model_config_list { config { name: "m" base_path: "relative" } }'))
+    with pytest.raises(ServingError) as info:
+        standin_config.parse_config_text("model_config_list { config { nme: 1 } }")
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    mapping = {"/models": "/tmp/x", "/models/mnist": "/srv/mnist"}
+    assert standin_config.remap_path("/models/mnist", mapping) == Path("/srv/mnist")
+    assert standin_config.remap_path("/models/other/3", mapping) == Path("/tmp/x/other/3")
+    assert standin_config.remap_path("/elsewhere", mapping) == Path("/elsewhere")
+    assert standin_config.parse_version_dir(".tmp-3") is None and standin_config.parse_version_dir("12") == 12
+
+
+def test_http_status_mapping_is_tf_servings() -> None:
+    assert {code.name: http_status(code) for code in (
+        grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.RESOURCE_EXHAUSTED)} == {
+        "NOT_FOUND": 404, "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "UNAVAILABLE": 503,
+        "DEADLINE_EXCEEDED": 504, "INTERNAL": 500, "RESOURCE_EXHAUSTED": 429}
+
+
+def test_metrics_render_as_prometheus_text() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = Metrics()
+    metrics.record_request("mnist", "OK")
+    metrics.record_request("mnist", "OK")
+    metrics.record_latency("mnist", "Predict", "GRPC", 1500.0)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render())}
+    counts = {s.labels["status"]: s.value for s in families[":tensorflow:serving:request_count"].samples}
+    assert counts == {"OK": 2}
+    buckets = [s for s in families[":tensorflow:serving:request_latency"].samples if s.name.endswith("_bucket")]
+    assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == 1
+    assert min(float(s.labels["le"]) for s in buckets if s.value == 1) >= 1500.0

@@ -68,6 +68,7 @@ class ServableManager:
         self._config: cfg.ModelServerConfig | None = None
         self._records: dict[str, dict[int, VersionRecord]] = {}
         self._labels: dict[str, dict[str, int]] = {}
+        self._history: dict[str, list[tuple[int, str]]] = {}
         self._executor = ThreadPoolExecutor(max_workers=load_threads, thread_name_prefix="standin-load")
         self._closed = False
 
@@ -172,6 +173,7 @@ class ServableManager:
             record = records.get(version)
             if record is None or (record.state == END and not record.aspired):
                 record = records[version] = VersionRecord(path=path)
+                self._transition(name, version, record, START)
                 log.info("Approving load for servable version {name: %s version: %d}", name, version)
                 self._changed.notify_all()
                 self._executor.submit(self._load, name, version, record)
@@ -191,16 +193,22 @@ class ServableManager:
             return
         for version, record in records.items():
             if not record.aspired and record.state == AVAILABLE:
-                record.state = UNLOADING
+                self._transition(name, version, record, UNLOADING)
                 log.info("Unloading servable version {name: %s version: %d}", name, version)
                 self._changed.notify_all()
                 self._executor.submit(self._unload, name, version, record)
+
+    def _transition(self, name: str, version: int, record: VersionRecord, state: str) -> None:
+        """Change a version's state (lock held) and remember it, so tests can see every step."""
+        record.state = state
+        self._history.setdefault(name, []).append((version, state))
+        self._changed.notify_all()
 
     def _load(self, name: str, version: int, record: VersionRecord) -> None:
         with self._mu:
             if self._closed or record.state != START:
                 return
-            record.state = LOADING
+            self._transition(name, version, record, LOADING)
             self._changed.notify_all()
         started = time.monotonic()
         model: LoadedModel | None = None
@@ -218,10 +226,12 @@ class ServableManager:
         self._metrics.record_load(str(record.path), ok=error is None)
         with self._mu:
             if error is not None:
-                record.state, record.code, record.message = END, error.code, error.message
+                record.code, record.message = error.code, error.message
+                self._transition(name, version, record, END)
                 log.error("Loading servable: {name: %s version: %d} failed: %s", name, version, error)
             else:
-                record.model, record.state = model, AVAILABLE
+                record.model = model
+                self._transition(name, version, record, AVAILABLE)
                 log.info("Successfully loaded servable version {name: %s version: %d} in %.2fs", name, version,
                          time.monotonic() - started)
             self._unload_unaspired(name)
@@ -230,7 +240,7 @@ class ServableManager:
     def _unload(self, name: str, version: int, record: VersionRecord) -> None:
         with self._mu:
             record.model = None  # in-flight requests keep their own reference until they finish
-            record.state = END
+            self._transition(name, version, record, END)
             log.info("Done unloading servable version {name: %s version: %d}", name, version)
             self._changed.notify_all()
 
@@ -278,6 +288,11 @@ class ServableManager:
         with self._mu:
             record = self._records.get(name, {}).get(version)
             return record.state if record else None
+
+    def history(self, name: str, version: int) -> list[str]:
+        """Every state a version went through, in order (across reloads of the same version)."""
+        with self._mu:
+            return [state for v, state in self._history.get(name, []) if v == version]
 
     def labels(self, name: str) -> dict[str, int]:
         """The label map in effect for a model."""

@@ -197,6 +197,10 @@ class StandIn:
         """State of a version ("START", "LOADING", "AVAILABLE", "UNLOADING", "END"), None if never seen."""
         return self.manager.state(model or self.model_name, version)
 
+    def history(self, version: int, model: str | None = None) -> list[str]:
+        """Every state a version went through, e.g. ["START", "LOADING", "AVAILABLE", "UNLOADING", "END"]."""
+        return self.manager.history(model or self.model_name, version)
+
     def labels(self, model: str | None = None) -> dict[str, int]:
         """The version labels in effect."""
         return self.manager.labels(model or self.model_name)
