@@ -87,7 +87,7 @@ def model_app(make_app, good_models) -> Flask:
     return make_app(MODEL_BASE_PATH=str(good_models.base_path), MODEL_NAME=good_models.name)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def standin(good_models):
     """The TF Serving stand-in (real gRPC + REST protocol) serving the good versions 1 and 2."""
     from tests.support.tfserving_standin import StandIn
