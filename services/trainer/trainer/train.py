@@ -67,22 +67,35 @@ def _configure_determinism(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow; with stateless augmentation this makes CPU runs repeatable.
 
     tf.config.experimental.enable_op_determinism() is not used: Keras then refuses XLA, which costs
-    ~1.6x on the CPU, and XLA's CPU kernels are deterministic already (tests/trainer checks that two
-    runs with one seed give identical weights). GPU runs are not promised to be bit-identical.
+    ~1.6x on the CPU. tests/trainer checks that two short same-seed runs (short runs skip XLA) give
+    bit-identical weights; long XLA runs are expected to be too but that is not tested (too slow for CI).
+    GPU runs are not promised to be bit-identical.
     """
     import keras
 
     keras.utils.set_random_seed(seed)
 
 
-def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log):
-    """Train the model; returns (model, history, test predictions, device plan)."""
+def compile_model(model, config: TrainConfig, total_steps: int) -> None:
+    """Optimizer, one-cycle schedule over total_steps, loss and metrics: shared with benchmarks/train_bench.py."""
     import keras
 
+    from trainer.schedule import OneCycle
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(OneCycle(total_steps, config.max_learning_rate, config.warmup_fraction)),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+        # XLA fuses the many small BN/ReLU/add ops of this net: about 1.6x faster on a 2-core CPU.
+        jit_compile=use_xla(total_steps),
+    )
+
+
+def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log):
+    """Train the model; returns (model, history, test labels, test predictions, device plan, test images)."""
     from trainer.device import detect_and_apply
     from trainer.inputs import build_eval_inputs, build_inputs
     from trainer.model import build_model
-    from trainer.schedule import OneCycle
 
     plan = detect_and_apply(log)
     _configure_determinism(config.seed)
@@ -94,14 +107,7 @@ def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log):
     x_test, y_test = limit(data.x_test, data.y_test, config.test_limit)
     steps = len(x_train) // config.batch_size
     model = build_model(config.model)
-    model.compile(
-        optimizer=keras.optimizers.Adam(OneCycle(steps * config.epochs, config.max_learning_rate,
-                                                 config.warmup_fraction)),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-        # XLA fuses the many small BN/ReLU/add ops of this net: about 1.6x faster on a 2-core CPU.
-        jit_compile=use_xla(steps * config.epochs),
-    )
+    compile_model(model, config, steps * config.epochs)
     log(f"training on {len(x_train)} images for {config.epochs} epoch(s) of {steps} steps, batch {config.batch_size}")
     history = model.fit(
         build_inputs(config, x_train, y_train),
