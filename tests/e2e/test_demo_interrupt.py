@@ -66,7 +66,12 @@ def test_signal_mid_rollout_leaves_no_process_and_no_port(published_models, tmp_
         text=True,
     )
     seen: list[str] = []
-    reader = threading.Thread(target=lambda: seen.extend(iter(demo.stdout.readline, "")), daemon=True)
+
+    def read_stdout() -> None:
+        for line in demo.stdout:
+            seen.append(line)
+
+    reader = threading.Thread(target=read_stdout, daemon=True)
     reader.start()
     try:
         # Wait until the frontend, its gunicorn workers and the operator all run: the first operator decision.
@@ -84,6 +89,9 @@ def test_signal_mid_rollout_leaves_no_process_and_no_port(published_models, tmp_
             demo.kill()  # its children follow through their parent-death signal
             demo.wait(10)
     stderr = demo.stderr.read()
+    reader.join(5)
+    demo.stdout.close()
+    demo.stderr.close()
     assert code == 128 + signum, stderr
     assert "every process the demo started has been stopped" in stderr
     assert wait_until(lambda: not any(alive(pid) for pid in started), timeout_s=10), [
