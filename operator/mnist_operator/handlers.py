@@ -160,8 +160,8 @@ class Discovery:
         known = {o["metadata"]["name"] for o in items.get("items", [])}
         created = []
         for model, version in versions.unregistered(root, known):
-            register_version(self.c, self.namespace, model, version, str(root / model))
-            created.append(versions.modelversion_name(model, version))
+            if register_version(self.c, self.namespace, model, version, str(root / model)):
+                created.append(versions.modelversion_name(model, version))
         return created
 
     def _run(self) -> None:
@@ -253,16 +253,19 @@ def candidate_info(c: Clients, namespace: str, model: str, version: int) -> core
     return core.CandidateInfo(info.exists, info.test_accuracy, info.exists, info.detail + " (no TF Serving URL)")
 
 
-def register_version(c: Clients, namespace: str, model: str, version: int, store: str) -> None:
-    """Create the ModelVersion of a version found in the model store (discovery)."""
+def register_version(c: Clients, namespace: str, model: str, version: int, store: str) -> bool:
+    """Create the ModelVersion of a version found in the model store (fail-soft: the registry is informational)."""
     body = versions.modelversion_manifest(model, version, f"{store}/{version}", versions.store_metrics(store, version),
                                           namespace)
     try:
         c.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, MODELVERSION_PLURAL, body)
-        log.info("registered ModelVersion %s/%s", namespace, body["metadata"]["name"])
     except ApiException as exc:
         if exc.status != 409:
-            raise
+            log.warning("cannot register ModelVersion %s/%s: HTTP %s %s (RBAC: create modelversions)", namespace,
+                        body["metadata"]["name"], exc.status, exc.reason)
+        return False
+    log.info("registered ModelVersion %s/%s", namespace, body["metadata"]["name"])
+    return True
 
 
 def metrics_snapshot(c: Clients, namespace: str, model: str) -> Snapshot:
@@ -535,8 +538,11 @@ def maybe_auto_rollout(namespace: str, spec: dict[str, Any], body: Any, logger: 
     try:
         c.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, ROLLOUT_PLURAL, manifest)
     except ApiException as exc:
-        if exc.status != 409:
-            raise
-        return  # already started (by an earlier event, or by hand)
+        if exc.status == 409:
+            return  # already started (by an earlier event, or by hand)
+        msg = f"cannot create {manifest['metadata']['name']}: HTTP {exc.status} {exc.reason} (RBAC: create modelrollouts)"
+        logger.warning(msg)
+        kopf.warn(body, reason="AutoRolloutFailed", message=msg)
+        return
     logger.info(why)
     kopf.info(body, reason="AutoRollout", message=why)
