@@ -1,0 +1,41 @@
+"""The GPU code path's precision handling, exercised on the CPU (no GPU here; the dtype policy is the only difference)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from trainer.config import ModelConfig, TrainConfig
+from trainer.export import export_saved_model
+from trainer.model import build_model
+from trainer.train import compile_model
+
+
+@pytest.fixture
+def mixed_precision_policy():
+    """What trainer.device.detect_and_apply sets when it finds a GPU; restored afterwards."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def test_mixed_precision_trains_with_loss_scaling_and_exports_the_float32_contract(mixed_precision_policy, tmp_path,
+                                                                                 mnist_arrays):
+    model = build_model(ModelConfig(stem_filters=8, stage_filters=(8, 8, 8), blocks_per_stage=1))
+    compile_model(model, TrainConfig(), total_steps=4)
+    # float16 compute in the body, float32 logits (softmax and loss in full precision), dynamic loss scaling.
+    assert model.get_layer("stem_conv").compute_dtype == "float16"
+    assert model.get_layer("logits").compute_dtype == "float32"
+    assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+    x, y = mnist_arrays
+    images = x[:64].astype(np.float32)[..., None] / 255.0
+    model.fit(images, keras.utils.to_categorical(y[:64], 10), batch_size=32, epochs=1, verbose=0)
+    export_saved_model(model, tmp_path / "1")
+    out = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"](images=tf.constant(images[:4]))
+    assert out["probabilities"].dtype == tf.float32 and out["probabilities"].shape == (4, 10)
+    assert out["digit"].dtype == tf.int64
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-3)
