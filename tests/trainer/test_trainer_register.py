@@ -30,7 +30,7 @@ def test_registration_runs_only_in_a_cluster_unless_told(mode, env, token, expec
     assert should_register(mode, env, token) is expected
 
 
-def test_registration_failure_is_one_warning_not_an_exception(tmp_path, monkeypatch):
+def test_registration_failure_is_one_warning_not_an_exception(tmp_path):
     # A kubeconfig pointing at a port where nothing listens: the client fails, register() only warns.
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
@@ -38,9 +38,9 @@ def test_registration_failure_is_one_warning_not_an_exception(tmp_path, monkeypa
         "clusters: [{name: k, cluster: {server: 'http://127.0.0.1:9'}}]\n"
         "users: [{name: u, user: {token: t}}]\n"
         "contexts: [{name: c, context: {cluster: k, user: u}}]\n")
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     lines: list[str] = []
-    assert register("always", METRICS, tmp_path / "4", log=lines.append, env={"POD_NAMESPACE": "ml"}) is False
+    env = {"KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": "ml"}
+    assert register("always", METRICS, tmp_path / "4", log=lines.append, env=env) is False
     assert len(lines) == 1 and lines[0].startswith("WARNING: could not register ModelVersion mnist-v4")
 
 
@@ -48,3 +48,18 @@ def test_registration_is_skipped_outside_a_cluster():
     lines: list[str] = []
     assert register("auto", METRICS, "/models/mnist/4", log=lines.append, env={}) is False
     assert lines == []
+
+
+def test_registration_creates_then_updates_the_model_version_in_an_api_server(k8s_api, repo_root):
+    k8s_api.load_crds([repo_root / "charts" / "mnist-platform" / "crds" / "modelversions.yaml"])
+    env = {"KUBECONFIG": str(k8s_api.kubeconfig), "POD_NAMESPACE": "default"}
+    lines: list[str] = []
+    assert register("always", METRICS, "/models/mnist/4", log=lines.append, env=env) is True
+    assert lines == ["ModelVersion default/mnist-v4 created"]
+    stored = k8s_api.get("ml.mnist-platform.dev/v1alpha1", "ModelVersion", "mnist-v4")
+    assert stored["spec"] == build_model_version(METRICS, "/models/mnist/4", "default")["spec"]
+    # Re-publishing the same version number (e.g. a store rebuilt from scratch) updates the spec.
+    assert register("always", {**METRICS, "test_accuracy": 0.995}, "/models/mnist/4", log=lines.append, env=env)
+    assert lines[-1] == "ModelVersion default/mnist-v4 updated"
+    stored = k8s_api.get("ml.mnist-platform.dev/v1alpha1", "ModelVersion", "mnist-v4")
+    assert stored["spec"]["testAccuracy"] == 0.995

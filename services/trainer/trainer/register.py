@@ -65,22 +65,23 @@ def current_namespace(env: Mapping[str, str]) -> str:
         return "default"
 
 
-def _api():
+def _api(env: Mapping[str, str]):
     """A CustomObjectsApi from the in-cluster config, else from $KUBECONFIG / ~/.kube/config."""
     from kubernetes import client, config
 
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        # Read $KUBECONFIG now: the kubernetes package only looks at it when first imported.
+        config.load_kube_config(config_file=env.get("KUBECONFIG") or None)
     return client.CustomObjectsApi()
 
 
-def create_or_update(body: dict) -> str:
+def create_or_update(body: dict, env: Mapping[str, str]) -> str:
     """Create the object; when it exists already, merge-patch its spec (a re-published version)."""
     from kubernetes.client.exceptions import ApiException
 
-    api = _api()
+    api = _api(env)
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     try:
         api.create_namespaced_custom_object(GROUP, API_VERSION, namespace, PLURAL, body,
@@ -103,7 +104,7 @@ def register(mode: str, metrics: Mapping, path: Path, log: Callable[[str], None]
         return False
     try:
         body = build_model_version(metrics, str(path), current_namespace(env))
-        outcome = create_or_update(body)
+        outcome = create_or_update(body, env)
     except Exception as exc:  # fail-soft by contract: the model is published whatever happens here
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         log(f"WARNING: could not register ModelVersion {metrics.get('model')}-v{metrics.get('version')}: "
