@@ -1,0 +1,36 @@
+"""GET /healthz, /readyz (backend reachable and routed versions available) and /metrics."""
+
+from __future__ import annotations
+
+from tests.frontend.helpers import routing, write_json_atomically
+
+
+def test_healthz_is_always_ok(client):
+    assert client.get("/healthz").json == {"status": "ok"}
+
+
+def test_readyz_follows_the_routed_versions(make_app, good_models, tmp_path):
+    path = tmp_path / "routing.json"
+    write_json_atomically(path, routing([(1, "stable", 90), (2, "canary", 10)], generation=5))
+    client = make_app(MODEL_BASE_PATH=str(good_models.base_path), ROUTING_FILE=str(path)).test_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["versions"] == [1, 2] and ready.json["routing_generation"] == 5
+    write_json_atomically(path, routing([(1, "stable", 90), (8, "canary", 10)], generation=6))
+    not_ready = client.get("/readyz")
+    assert not_ready.status_code == 503 and not_ready.json["missing_versions"] == [8]
+    assert not_ready.json["error"]["code"] == "versions_unavailable"
+
+
+def test_readyz_without_models_is_503(client):
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json["status"] == "not ready"
+
+
+def test_metrics_exposes_the_contract_series(client):
+    text = client.get("/metrics").text
+    for name in ("mnist_frontend_routing_generation", "mnist_frontend_routing_reload_errors_total"):
+        assert f'{name}{{model="mnist"}}' in text
+    for name in ("mnist_frontend_predictions_total", "mnist_frontend_prediction_latency_seconds",
+                 "mnist_frontend_feedback_total", "mnist_frontend_shadow_comparisons_total",
+                 "mnist_frontend_shadow_latency_seconds"):
+        assert f"# TYPE {name.removesuffix('_total')}" in text
