@@ -94,7 +94,7 @@ train: ## a training Job in the cluster (waits for the install-time one first), 
 	  $(KNS) logs job/$$job --tail=5
 	@$(KNS) get modelversions
 
-rollout: ## apply $(ROLLOUT_EXAMPLE) (stable v$(ROLLOUT_STABLE) when nothing serves yet) with live traffic; wait for Promoted
+rollout: ## apply ROLLOUT_EXAMPLE (canary.yaml; from stable v1 when nothing serves yet) with live traffic; wait for Promoted
 	@name=$$($(KUBECTL) patch --local -f $(ROLLOUT_EXAMPLE) --type merge -p '{}' -o jsonpath='{.metadata.name}'); \
 	if [ -z "$$($(KNS) get configmap $(FULLNAME)-routing -o jsonpath='{.data.routing\.json}')" ]; then \
 	  echo "==> nothing serves yet: $$name starts from stable v$(ROLLOUT_STABLE)"; \
