@@ -440,6 +440,8 @@ def test_labels_in_the_startup_config_need_allow_version_labels_for_unavailable_
     assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
     with StandIn(model_config_file=config_file, allow_version_labels_for_unavailable_models=True) as standin:
         assert standin.labels() == {"stable": 1, "canary": 2}
+        # Like the real server, start() waits for the model, not for every version of it.
+        assert standin.wait_for_state(2, "AVAILABLE", timeout=30)
         response = prediction_stub(standin).Predict(predict_request(digits(1), label="canary"), timeout=10)
         assert response.model_spec.version.value == 2
 
@@ -598,7 +600,7 @@ def test_process_mode_takes_tensorflow_model_server_flags(tiny_store: Path, repo
          str(rest_port), "--model_name=mnist", f"--model_base_path={tiny_store}", "--enable_batching=true"],
         cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # importing TensorFlow takes a while on a busy machine
         while True:
             try:
                 if requests.get(f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}", timeout=1).status_code == 200:
@@ -606,12 +608,12 @@ def test_process_mode_takes_tensorflow_model_server_flags(tiny_store: Path, repo
             except requests.ConnectionError:
                 pass
             assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "the stand-in process did not answer within 60 s"
+            assert time.monotonic() < deadline, "the stand-in process did not answer within 120 s"
             time.sleep(0.2)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
-        assert stub.Predict(predict_request(digits(1)), timeout=10).model_spec.version.value == 3
+        assert stub.Predict(predict_request(digits(1)), timeout=30).model_spec.version.value == 3
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
+        output, _ = process.communicate(timeout=60)
         assert process.returncode == 0, output
         assert f"Running gRPC ModelServer at 127.0.0.1:{grpc_port}" in output
     finally:

@@ -97,23 +97,28 @@ def main(argv: list[str] | None = None) -> int:
                           poll_seconds=args.model_config_file_poll_wait_seconds, **common)
     else:
         standin = StandIn(model_base_path=args.model_base_path, model_name=args.model_name, **common)
-    try:
-        standin.start()
-    except ServingError as exc:
-        print(f"Failed to start server. Error: {exc.code.name}: {exc.message}", file=sys.stderr)
-        standin.stop()
-        return 1
-    except OSError as exc:
-        print(f"Failed to start server. Error: {exc}", file=sys.stderr)
-        standin.stop()
-        return 1
-    sys.stdout.flush()
+    # Handlers first: a SIGTERM that comes while loading, or right after the ports open, still stops cleanly.
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    standin.stop()
-    return 0
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        standin.manager.cancel_waits()  # stop waiting for models that may never come
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            standin.start()
+        except (ServingError, OSError) as exc:
+            detail = f"{exc.code.name}: {exc.message}" if isinstance(exc, ServingError) else str(exc)
+            print(f"Failed to start server. Error: {detail}", file=sys.stderr)
+            return 1
+        sys.stdout.flush()
+        stop.wait()
+        return 0
+    finally:
+        standin.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,11 @@ class ServableManager:
         self._history: dict[str, list[tuple[int, str]]] = {}
         self._executor = ThreadPoolExecutor(max_workers=load_threads, thread_name_prefix="standin-load")
         self._closed = False
+        self._waits_cancelled = False
+
+    def cancel_waits(self) -> None:
+        """Make reload waits return now (safe from a signal handler: no lock taken)."""
+        self._waits_cancelled = True
 
     # ---- configuration --------------------------------------------------------------------------
 
@@ -130,7 +135,7 @@ class ServableManager:
                     errors = "; ".join(f"{n} version {v}: {r.code.name}: {r.message}"
                                        for n in failed for v, r in self._records[n].items() if r.aspired)
                     raise ServingError(grpc.StatusCode.UNKNOWN, f"Some servables were not available: {errors}")
-                if not pending or self._closed:
+                if not pending or self._closed or self._waits_cancelled:
                     return
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
