@@ -76,10 +76,11 @@ kind-load: ## load the three images into the kind nodes (no registry needed)
 	@$(foreach n,$(CLUSTER_IMAGES),$(KIND) load docker-image $(IMAGE_PREFIX)/$(n):$(IMAGE_TAG) --name $(KIND_CLUSTER) && ) true
 
 deploy: ## helm upgrade --install the chart (first install also starts training version 1)
-	@echo "==> helm upgrade --install $(RELEASE) in namespace $(NAMESPACE)"
-	@$(CLUSTER_HELM) upgrade --install $(RELEASE) $(CHART_DIR) --namespace $(NAMESPACE) --create-namespace \
-	  $(if $(GPU),-f $(CHART_DIR)/ci/gpu-values.yaml) $(HELM_EXTRA_ARGS)
+	@echo "==> helm upgrade --install $(RELEASE) in namespace $(NAMESPACE) (a first install returns once version 1 is trained)"
+	@# The install-time training is a post-install hook, which helm waits for: hence the long --timeout.
 	@# No --wait: the frontend is ready only once a model version serves, which the next steps bring about.
+	@$(CLUSTER_HELM) upgrade --install $(RELEASE) $(CHART_DIR) --namespace $(NAMESPACE) --create-namespace \
+	  --timeout $(TRAIN_TIMEOUT) $(if $(GPU),-f $(CHART_DIR)/ci/gpu-values.yaml) $(HELM_EXTRA_ARGS)
 	@$(KNS) rollout status deployment/$(FULLNAME)-operator --timeout=300s
 	@$(KNS) rollout status deployment/$(FULLNAME)-serving --timeout=300s
 
