@@ -34,7 +34,10 @@ pytestmark = pytest.mark.slow
 # Small-scale pace: two canary steps of 2 s, judged every second. Thresholds are set apart from the models'
 # measured accuracy so the outcome is decided by the models, not by sampling luck: the good versions sit far
 # above 0.5 and the shuffled-label version near 0.1 (chance).
-PACE = Pace(steps=(50, 100), step_duration_s=2, interval_s=1, min_requests=5, min_feedback=5, max_latency_p99_ms=5000)
+# The latency guard is set at the histogram's top bucket (10 s): each gunicorn worker loads a version on its first
+# request, and on a loaded CI machine two workers doing so in consecutive 1 s windows must not decide the outcome.
+# What this test judges is the accuracy-driven outcome; latency thresholds belong to the benchmarks.
+PACE = Pace(steps=(50, 100), step_duration_s=2, interval_s=1, min_requests=5, min_feedback=5, max_latency_p99_ms=10_000)
 MIN_LIVE_ACCURACY = 0.5
 RATE_PER_S = 25.0
 
