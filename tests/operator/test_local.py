@@ -108,3 +108,33 @@ def test_model_store_defaults_to_the_base_path_in_the_serving_config_in_place(tm
     assert base_path_in_config(cfg, "mnist") == store
     assert base_path_in_config(cfg, "other") is None  # not a directory here
     assert base_path_in_config(tmp_path / "missing", "mnist") is None
+
+
+def test_local_mode_restarted_with_its_status_file_continues_without_a_traffic_jump(tmp_path, capsys):
+    store = tmp_path / "models" / "mnist"
+    for v in (1, 2):
+        (store / str(v) / "assets.extra").mkdir(parents=True)
+        (store / str(v) / "saved_model.pb").write_bytes(b"")
+        (store / str(v) / "assets.extra" / "metrics.json").write_text(json.dumps({"test_accuracy": 0.97}))
+    rollout = tmp_path / "r.yaml"
+    rollout.write_text(yaml.safe_dump({
+        "apiVersion": "ml.mnist-platform.dev/v1alpha1", "kind": "ModelRollout", "metadata": {"name": "t"},
+        "spec": {"model": "mnist", "candidateVersion": 2, "stableVersion": 1, "canary": {"steps": [25, 100]},
+                 "analysis": {"interval": "200ms", "inconclusiveTimeout": "1h"}}}))
+    routing, status = tmp_path / "routing.json", tmp_path / "status.json"
+
+    def run(timeout_s: float) -> int:
+        return run_local(LocalOptions(rollout=rollout, routing_file=routing, serving_config=tmp_path / "models.config",
+                                      metrics_urls=["http://127.0.0.1:9/metrics"], model_base_path=store, tick_s=0.05,
+                                      timeout_s=timeout_s, status_file=status, http_timeout_s=0.1), out=io.StringIO())
+
+    assert run(0.6) == 3  # stopped mid-step (no metrics: holding at 25%)
+    first = json.loads(routing.read_text())
+    held = json.loads(status.read_text())
+    assert [(r["version"], r["weight"]) for r in first["routes"]] == [(1, 75), (2, 25)]
+    assert run(0.3) == 3  # "restarted": continues from the status file
+    again = json.loads(routing.read_text())
+    assert again == first, "a restart must rewrite the very same routing (same generation: no reload, no jump)"
+    after = json.loads(status.read_text())
+    assert (after["stage"], after["step"], after["stepStartedAt"]) == (held["stage"], held["step"], held["stepStartedAt"])
+    assert "Timeout" in capsys.readouterr().err
