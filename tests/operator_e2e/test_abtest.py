@@ -1,0 +1,61 @@
+"""A/B test rollouts end to end: sticky split by X-User-Id, winner by feedback accuracy on real traffic."""
+
+from __future__ import annotations
+
+import pytest
+
+from .harness import FAST_ANALYSIS, MODEL, Platform, Traffic, apply, example_rollout, model_config, parse_model_config
+
+pytestmark = pytest.mark.slow
+
+
+def abtest(name: str, candidate: int, stable: int, floor: float) -> dict:
+    return example_rollout("abtest", name, candidateVersion=candidate, stableVersion=stable,
+                           abtest={"split": 50, "duration": "6s", "minSamples": 20, "confidence": 0.95,
+                                   "require": "notWorse"},
+                           analysis={**FAST_ANALYSIS, "minAccuracy": floor}, gate={"minOfflineAccuracy": 0})
+
+
+def test_abtest_promotes_a_candidate_that_is_not_worse(platform: Platform, model_store, digits) -> None:
+    floor = round(min(model_store.accuracy[1], model_store.accuracy[2]) - 0.15, 2)
+    platform.seed(stable=1)
+    platform.operator.start()
+    with Traffic(platform.frontend.base, *digits, users=100) as traffic:
+        apply(platform, abtest("mnist-v2-ab", 2, 1, floor))
+        platform.wait_stage("mnist-v2-ab", "ABTest", 30)
+        routing = platform.routing()
+        assert routing["strategy"] == "abtest" and routing["sticky_header"] == "X-User-Id"
+        assert routing["routes"] == [{"version": 1, "label": "stable", "weight": 50},
+                                     {"version": 2, "label": "candidate", "weight": 50}]
+        assert parse_model_config(platform.serving_config()) == model_config([1, 2], {"stable": 1, "candidate": 2})
+        final = platform.wait_phase("mnist-v2-ab", {"Promoted", "RolledBack", "Failed"}, 90)
+    assert final["phase"] == "Promoted", final
+    verdict = final["lastAnalysis"]["abtest"]
+    assert verdict["candidateN"] >= 20 and verdict["stableN"] >= 20
+    assert platform.wait_event("mnist-v2-ab", "Promoted")["type"] == "Normal"
+    assert platform.routing()["routes"] == [{"version": 2, "label": "stable", "weight": 100}]
+    assert parse_model_config(platform.serving_config()) == model_config([2], {"stable": 2})
+    # Sticky: during the test each user saw one version (before and after it, everyone saw the one stable).
+    split_users = [u for u, seen in traffic.user_versions.items() if seen == {1, 2}]
+    assert traffic.versions.get(1, 0) > 0 and traffic.versions.get(2, 0) > 0
+    assert len(split_users) < len(traffic.user_versions), "every user was moved between versions"
+    assert traffic.server_errors == 0
+
+
+def test_abtest_rolls_back_a_candidate_that_loses_on_feedback(platform: Platform, model_store, digits) -> None:
+    floor = round(model_store.accuracy[2] - 0.15, 2)
+    platform.seed(stable=2)
+    platform.operator.start()
+    with Traffic(platform.frontend.base, *digits, users=100) as traffic:
+        apply(platform, abtest("mnist-v3-ab", 3, 2, floor))
+        final = platform.wait_phase("mnist-v3-ab", {"Promoted", "RolledBack", "Failed"}, 90)
+    assert final["phase"] == "RolledBack" and final["reason"] == "LostABTest", final
+    verdict = final["lastAnalysis"]["abtest"]
+    assert verdict["candidateAccuracy"] < verdict["stableAccuracy"]
+    platform.wait_event("mnist-v3-ab", "RolledBack")
+    reasons = platform.event_reasons("mnist-v3-ab")
+    assert "ABTestStarted" in reasons and "RollingBack" in reasons and "Promoted" not in reasons
+    assert platform.routing()["routes"] == [{"version": 2, "label": "stable", "weight": 100}]
+    assert platform.routing()["model"] == MODEL
+    assert parse_model_config(platform.serving_config()) == model_config([2], {"stable": 2})
+    assert traffic.server_errors == 0 and traffic.versions.get(3, 0) > 0

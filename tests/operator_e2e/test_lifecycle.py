@@ -1,0 +1,122 @@
+"""The rest of a rollout's life through the API: refused specs, the gate, one rollout per model, deletion, reaction."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.k8s_emulator import EmulatedCluster
+from tests.support.k8s_emulator.clients import kubectl
+
+from .harness import (
+    API_VERSION,
+    CRDS,
+    EXAMPLES,
+    FAST_ANALYSIS,
+    Platform,
+    apply,
+    example_rollout,
+    model_config,
+    parse_model_config,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+# Each invalid example is refused by the CRD's schema, naming the field, before the operator ever sees it.
+INVALID = {"bad-duration": "spec.canary.stepDuration", "missing-model": "spec.model",
+           "split-100": "spec.abtest.split", "unknown-strategy": "spec.strategy", "weight-150": "spec.canary.steps[1]"}
+
+
+def test_invalid_examples_are_refused_by_the_schema_with_the_field_named(k8s_api: EmulatedCluster) -> None:
+    k8s_api.load_crds([CRDS])
+    for example, field in INVALID.items():
+        result = kubectl(k8s_api, "apply", "--validate=false", "-f", str(EXAMPLES / "invalid" / f"{example}.yaml"))
+        assert result.returncode != 0 and field in result.stderr, (example, result.stderr)
+    assert k8s_api.list(API_VERSION, "ModelRollout") == []
+    for example in ("canary", "abtest", "shadow"):  # the valid ones are accepted as they are
+        result = kubectl(k8s_api, "apply", "--validate=false", "-f", str(EXAMPLES / f"{example}.yaml"))
+        assert result.returncode == 0, result.stderr
+    assert len(k8s_api.list(API_VERSION, "ModelRollout")) == 3
+
+
+def test_specs_the_schema_allows_but_that_cannot_work_are_failed_with_a_reason(platform: Platform) -> None:
+    platform.seed(stable=1)
+    platform.operator.start()
+    apply(platform, example_rollout("canary", "backwards", canary={"steps": [50, 20]}))
+    apply(platform, example_rollout("canary", "same-version", candidateVersion=1, stableVersion=1))
+    for name, words in (("backwards", "strictly increasing"), ("same-version", "equals candidateVersion")):
+        status = platform.wait_phase(name, {"Failed"}, 30)
+        assert status["reason"] == "InvalidSpec" and words in status["message"], status
+        warnings = [e for e in platform.events(name) if e["reason"] == "InvalidSpec"]
+        assert warnings and warnings[0]["type"] == "Warning" and words in warnings[0]["message"]
+    assert platform.routing()["routes"] == [{"version": 1, "label": "stable", "weight": 100}]  # nothing touched
+
+
+def test_delete_mid_rollout_returns_traffic_to_stable_and_the_next_rollout_goes_through_the_gate(
+        platform: Platform, model_store) -> None:
+    floor = round(min(model_store.accuracy[1], model_store.accuracy[2]) - 0.15, 2)
+    platform.seed(stable=1)
+    platform.operator.start()
+    apply(platform, example_rollout("canary", "first", canary={"steps": [40, 100], "stepDuration": "60s"},
+                                    analysis={**FAST_ANALYSIS, "minAccuracy": floor},
+                                    gate={"minOfflineAccuracy": floor}))
+    platform.wait_stage("first", "Canary", 30)
+    assert platform.routing()["routes"][1] == {"version": 2, "label": "canary", "weight": 40}
+
+    # One active rollout per model: a second one waits, saying for which.
+    apply(platform, example_rollout("canary", "second", candidateVersion=3, stableVersion=1))
+    waiting = wait_for(lambda: platform.status("second").get("reason") == "WaitingForRollout"
+                       and platform.status("second"), 30, "the second rollout to wait")
+    assert waiting["phase"] == "Pending" and "default/first" in waiting["message"]
+
+    assert kubectl(platform.cluster, "delete", "mr", "first", "--timeout=30s").returncode == 0
+    assert platform.cluster.get(API_VERSION, "ModelRollout", "first") is None
+    routing = platform.routing()
+    assert routing["strategy"] == "single" and routing["routes"] == [{"version": 1, "label": "stable", "weight": 100}]
+    assert parse_model_config(platform.serving_config()) == model_config([1], {"stable": 1})
+    deleted_warning = [e for e in platform.events("first") if e["reason"] == "RolledBackOnDelete"]
+    assert deleted_warning and deleted_warning[0]["type"] == "Warning"
+
+    # Now the second may start: broken v3 fails the offline gate (CRD default 0.9) before any traffic reaches it.
+    final = platform.wait_phase("second", {"Failed", "Promoted", "RolledBack"}, 30)
+    assert final["phase"] == "Failed" and final["reason"] == "GateFailed", final
+    assert all(r["version"] != 3 for doc in platform.sync.routing_history for r in doc["routes"])
+
+
+def test_operator_reacts_to_changes_within_seconds(platform: Platform) -> None:
+    """The issue asks for under 1 s; benchmarks/operator_bench.py measures it, this only guards the order of it."""
+    platform.seed(stable=1)
+    platform.operator.start()
+    started = time.monotonic()
+    apply(platform, example_rollout("canary", "quick", stableVersion=1, canary={"steps": [10, 100], "stepDuration": "60s"},
+                                    analysis=FAST_ANALYSIS, gate={"minOfflineAccuracy": 0}))
+    platform.wait_stage("quick", "Canary", 30)
+    to_first_step = time.monotonic() - started
+    started = time.monotonic()
+    patched = kubectl(platform.cluster, "patch", "mr", "quick", "--type=merge", "-p", '{"spec":{"paused":true}}')
+    assert patched.returncode == 0, patched.stderr
+    paused = platform.wait_phase("quick", {"Paused"}, 30)
+    to_pause = time.monotonic() - started
+    print(f"create -> canary step 1: {to_first_step:.2f}s; patch paused -> Paused: {to_pause:.2f}s")
+    assert to_pause < 5 and to_first_step < 10
+    assert paused["stage"] == "Canary" and paused["candidateWeight"] == 10, paused
+    assert platform.routing()["routes"][1]["weight"] == 10, platform.routing()
+    assert platform.wait_event("quick", "Paused")["message"].endswith("candidate weight 10%")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "operator bug, reported: with spec.stableVersion unset, status.plan holds stableVersion: null; the JSON merge "
+    "patch of .status deletes null keys (RFC 7386, as on a real API server), so the stored plan never equals "
+    "spec.plan_key() again and any spec change (here paused: true) re-plans from the gate, dropping the traffic"))
+def test_pausing_a_rollout_without_stable_version_holds_it_where_it_is(platform: Platform) -> None:
+    platform.seed(stable=1)
+    platform.operator.start()
+    apply(platform, example_rollout("canary", "held", canary={"steps": [10, 100], "stepDuration": "60s"},
+                                    analysis=FAST_ANALYSIS, gate={"minOfflineAccuracy": 0}))
+    platform.wait_stage("held", "Canary", 30)
+    assert kubectl(platform.cluster, "patch", "mr", "held", "--type=merge", "-p",
+                   '{"spec":{"paused":true}}').returncode == 0
+    paused = platform.wait_phase("held", {"Paused"}, 30)
+    assert paused["stage"] == "Canary" and paused["candidateWeight"] == 10, paused
