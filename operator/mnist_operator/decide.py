@@ -416,7 +416,7 @@ def _analyse(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float
     cs, ss = an.version_stats(window, cand), an.version_stats(window, stable)
     sh = an.shadow_stats(window, stable, cand)
     seen = sh.total if stage == SHADOW else cs.requests
-    numbers = {"window_s": round(now - baseline.taken_at, 3),
+    numbers = {"windowSeconds": round(now - baseline.taken_at, 3),
                "candidate": _stats_json(cs), "stable": _stats_json(ss)}
     if stage == SHADOW:
         numbers["shadow"] = {"compared": sh.compared, "agreement": sh.agreement, "errors": sh.errors,
@@ -424,7 +424,7 @@ def _analyse(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float
     if seen < a.min_requests:
         st["lastAnalysis"] = dict(numbers, time=ts(now), verdict="Inconclusive")
         return _inconclusive(st, spec, now, events, "NotEnoughTraffic",
-                             f"{seen:.0f} candidate requests in {numbers['window_s']:.0f}s < minRequests {a.min_requests}")
+                             f"{seen:.0f} candidate requests in {numbers['windowSeconds']:.0f}s < minRequests {a.min_requests}")
     failures: list[str] = []
     if stage == SHADOW:
         if sh.agreement is not None and sh.compared >= a.min_requests and sh.agreement < a.min_agreement:
