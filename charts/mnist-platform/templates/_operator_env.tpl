@@ -27,6 +27,8 @@ tests/chart/test_consistency.py checks the names, the ConfigMap names/keys and t
   value: {{ printf "http://%s:%d" (include "mnist-platform.servingRestName" .) (int .Values.serving.restPort) | quote }}
 - name: MNIST_OPERATOR_MODEL_BASE_PATH
   value: {{ .Values.modelStore.mountPath | quote }}
+- name: MNIST_OPERATOR_SERVING_BASE_PATH_TEMPLATE
+  value: {{ printf "%s/{model}" .Values.modelStore.mountPath | quote }}
 - name: HOME
   value: /tmp
 {{- end }}
