@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 from chartlib import RELEASE, VALUE_SETS, Rendered, component, env_of, pod_labels, pod_spec, pods
-
-frontend_config = pytest.importorskip("frontend.config", reason="services/frontend is not installed")
-operator_config = pytest.importorskip("mnist_operator.config", reason="operator/ is not installed")
+from frontend import config as frontend_config
+from mnist_operator import config as operator_config
 
 
 def only(rendered_set: Rendered, name: str) -> dict[str, Any]:
@@ -230,7 +229,7 @@ def test_feedback_key_file_is_mounted_from_a_shared_secret(rendered: dict[str, R
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_trainer_args_parse_with_the_trainer_cli(rendered: dict[str, Rendered], value_set: str) -> None:
-    cli = pytest.importorskip("trainer.cli")
+    from trainer import cli
     trainers = [o for o in pods(rendered[value_set]) if component(o) == "trainer"]
     assert trainers
     for trainer in trainers:
@@ -246,7 +245,7 @@ def test_trainer_args_parse_with_the_trainer_cli(rendered: dict[str, Rendered], 
 
 @pytest.mark.parametrize("value_set", [v for v in VALUE_SETS if v != "operator-off-values"])
 def test_operator_args_parse_with_the_operator_cli(rendered: dict[str, Rendered], value_set: str) -> None:
-    cli = pytest.importorskip("mnist_operator.cli")
+    from mnist_operator import cli
     operator = only(rendered[value_set], "operator")
     container = container_of(operator)
     assert container["command"] == ["mnist-operator"]

@@ -92,7 +92,7 @@ def as_json_schema(node: Any) -> Any:
 
 def test_the_trainers_model_version_is_valid() -> None:
     """What the trainer Job registers in the cluster passes the ModelVersion CRD's schema."""
-    register = pytest.importorskip("trainer.register")
+    from trainer import register
     metrics = {"model": "mnist", "version": 3, "test_accuracy": 0.991, "created": "2026-11-27T06:00:00Z",
                "dataset_sha256": "0" * 64, "git_commit": None}
     body = register.build_model_version(metrics, "/models/mnist/3", "ml")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from chartlib import RELEASE, Rendered, component, pod_spec, pods
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-
-model_server_config_pb2 = pytest.importorskip("tensorflow_serving.config.model_server_config_pb2")
+from tensorflow_serving.config import model_server_config_pb2
 
 
 def serving_container(r: Rendered) -> dict[str, Any]:
@@ -27,7 +25,7 @@ def test_initial_model_config_parses_and_is_empty(rendered: dict[str, Rendered])
 
 def test_operator_rendered_model_config_parses_with_the_chart_paths(rendered: dict[str, Rendered]) -> None:
     """What the operator will write into the chart's ConfigMap loads from where the chart mounts the store."""
-    render = pytest.importorskip("mnist_operator.render")
+    from mnist_operator import render
     text = render.render_model_config([render.ServingState(model="mnist", base_path="/models/mnist", versions=(3, 4),
                                                            labels={"stable": 3, "canary": 4})])
     config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
