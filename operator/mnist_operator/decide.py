@@ -16,7 +16,7 @@ when every frontend reports the new routing generation (or analysis.routingTimeo
 
 from __future__ import annotations
 
-import copy
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -175,7 +175,7 @@ def blocking_rollout(me: str, my_created: str, my_phase: str | None,
 
 def decide(spec_dict: dict[str, Any], status: dict[str, Any] | None, obs: Observation, now: float) -> Decision:
     """One tick of one rollout."""
-    st = copy.deepcopy(status or {})
+    st = json.loads(json.dumps(status or {}))  # a private copy; status is JSON by contract (faster than deepcopy)
     events: list[Event] = []
     try:
         spec = parse_spec(spec_dict)
