@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from chartlib import RELEASE, Rendered, component, pod_spec, pods, render
+from chartlib import CHART, RELEASE, Rendered, component, pod_spec, pods, render
+
+CI_TLS = CHART / "ci" / "ingress-tls-values.yaml"
 
 PREFIX = f"{RELEASE}-mnist-platform"
 
@@ -114,3 +116,26 @@ def test_helm_test_pod_is_a_test_hook_reading_the_plain_key(rendered: dict[str, 
 def test_test_pod_is_skipped_without_a_plain_key(helm: str) -> None:
     r = render(helm, "existing-secrets-values", "--set", "frontend.apiKeys.plainKeyKey=")
     assert not r.of_kind("Pod")
+
+
+def notes(helm: str, *args: str) -> str:
+    from chartlib import run_helm
+
+    text = run_helm(helm, "install", RELEASE, str(CHART), "-n", "ml", "--dry-run=client", *args).stdout
+    return text[text.index("NOTES:"):]
+
+
+def test_notes_tell_how_to_reach_the_endpoint_get_the_key_and_roll_out(helm: str,
+                                                                        rendered: dict[str, Rendered]) -> None:
+    text = notes(helm)
+    r = rendered["default"]
+    assert "http://localhost/" in text
+    assert f"get secret {PREFIX}-api-keys" in text and "{.data.api-key}" in text
+    assert r.get("Secret", f"{PREFIX}-api-keys")["data"]["api-key"]
+    assert f"create job --from=cronjob/{PREFIX}-trainer" in text and r.get("CronJob", f"{PREFIX}-trainer")
+    assert f"logs -f job/{PREFIX}-train-initial" in text and r.get("Job", f"{PREFIX}-train-initial")
+    assert "apply -f k8s/examples/canary.yaml" in text and f"helm test {RELEASE}" in text
+    tls = notes(helm, "-f", str(CI_TLS))
+    assert "https://mnist.example.com/" in tls
+    forward = notes(helm, "--set", "frontend.ingress.enabled=false")
+    assert f"port-forward svc/{PREFIX}-frontend 8080:80" in forward
