@@ -104,9 +104,9 @@ def parse_model_config(text: str) -> model_server_config_pb2.ModelServerConfig:
     return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
 
 
-def apply(platform: Platform, manifest: dict[str, Any]) -> None:
+def apply(cluster: EmulatedCluster, manifest: dict[str, Any]) -> None:
     """kubectl apply, as a user would (client-side; the CRD schema validates and defaults it)."""
-    result = kubectl(platform.cluster, "apply", "--validate=false", "-f", "-", input=yaml.safe_dump(manifest))
+    result = kubectl(cluster, "apply", "--validate=false", "-f", "-", input=yaml.safe_dump(manifest))
     assert result.returncode == 0, result.stderr
 
 

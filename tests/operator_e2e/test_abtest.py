@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import requests
 
-from .harness import FAST_ANALYSIS, MODEL, Platform, Traffic, apply, example_rollout, model_config, parse_model_config
+from .harness import (
+    FAST_ANALYSIS,
+    MODEL,
+    Platform,
+    Traffic,
+    apply,
+    example_rollout,
+    model_config,
+    parse_model_config,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def abtest(name: str, candidate: int, stable: int, floor: float) -> dict:
     return example_rollout("abtest", name, candidateVersion=candidate, stableVersion=stable,
-                           abtest={"split": 50, "duration": "6s", "minSamples": 20, "confidence": 0.95,
+                           abtest={"split": 50, "duration": "8s", "minSamples": 20, "confidence": 0.95,
                                    "require": "notWorse"},
                            analysis={**FAST_ANALYSIS, "minAccuracy": floor}, gate={"minOfflineAccuracy": 0})
+
+
+def probe_stickiness(platform: Platform, generation: int, image: np.ndarray, users: int = 16,
+                     repeats: int = 3) -> dict[str, set[int]]:
+    """Versions each of a few users gets over repeated requests, once the frontend serves the A/B routing."""
+    wait_for(lambda: platform.frontend.serves_generation(generation), 10, "the frontend to load the A/B routing")
+    seen: dict[str, set[int]] = {}
+    body = {"instances": [image.tolist()]}
+    with requests.Session() as http:
+        for user in (f"probe-user-{i}" for i in range(users)):
+            for _ in range(repeats):
+                r = http.post(f"{platform.frontend.base}/v1/predict", json=body, headers={"X-User-Id": user}, timeout=10)
+                assert r.status_code == 200, r.text
+                seen.setdefault(user, set()).add(int(r.json()["version"]))
+    return seen
 
 
 def test_abtest_promotes_a_candidate_that_is_not_worse(platform: Platform, model_store, digits) -> None:
@@ -21,13 +48,14 @@ def test_abtest_promotes_a_candidate_that_is_not_worse(platform: Platform, model
     platform.seed(stable=1)
     platform.operator.start()
     with Traffic(platform.frontend.base, *digits, users=100) as traffic:
-        apply(platform, abtest("mnist-v2-ab", 2, 1, floor))
+        apply(platform.cluster, abtest("mnist-v2-ab", 2, 1, floor))
         platform.wait_stage("mnist-v2-ab", "ABTest", 30)
         routing = platform.routing()
         assert routing["strategy"] == "abtest" and routing["sticky_header"] == "X-User-Id"
         assert routing["routes"] == [{"version": 1, "label": "stable", "weight": 50},
                                      {"version": 2, "label": "candidate", "weight": 50}]
         assert parse_model_config(platform.serving_config()) == model_config([1, 2], {"stable": 1, "candidate": 2})
+        sticky = probe_stickiness(platform, routing["generation"], digits[0][0])
         final = platform.wait_phase("mnist-v2-ab", {"Promoted", "RolledBack", "Failed"}, 90)
     assert final["phase"] == "Promoted", final
     verdict = final["lastAnalysis"]["abtest"]
@@ -35,11 +63,10 @@ def test_abtest_promotes_a_candidate_that_is_not_worse(platform: Platform, model
     assert platform.wait_event("mnist-v2-ab", "Promoted")["type"] == "Normal"
     assert platform.routing()["routes"] == [{"version": 2, "label": "stable", "weight": 100}]
     assert parse_model_config(platform.serving_config()) == model_config([2], {"stable": 2})
-    # Sticky: during the test each user saw one version (before and after it, everyone saw the one stable).
-    split_users = [u for u, seen in traffic.user_versions.items() if seen == {1, 2}]
-    assert traffic.versions.get(1, 0) > 0 and traffic.versions.get(2, 0) > 0
-    assert len(split_users) < len(traffic.user_versions), "every user was moved between versions"
-    assert traffic.server_errors == 0
+    # Sticky: while the test ran, each user kept one version, and both versions had users.
+    assert all(len(seen) == 1 for seen in sticky.values()), sticky
+    assert set().union(*sticky.values()) == {1, 2}
+    assert traffic.versions.get(1, 0) > 0 and traffic.versions.get(2, 0) > 0 and traffic.server_errors == 0
 
 
 def test_abtest_rolls_back_a_candidate_that_loses_on_feedback(platform: Platform, model_store, digits) -> None:
@@ -47,7 +74,7 @@ def test_abtest_rolls_back_a_candidate_that_loses_on_feedback(platform: Platform
     platform.seed(stable=2)
     platform.operator.start()
     with Traffic(platform.frontend.base, *digits, users=100) as traffic:
-        apply(platform, abtest("mnist-v3-ab", 3, 2, floor))
+        apply(platform.cluster, abtest("mnist-v3-ab", 3, 2, floor))
         final = platform.wait_phase("mnist-v3-ab", {"Promoted", "RolledBack", "Failed"}, 90)
     assert final["phase"] == "RolledBack" and final["reason"] == "LostABTest", final
     verdict = final["lastAnalysis"]["abtest"]

@@ -30,7 +30,7 @@ def test_canary_promotes_a_good_candidate_across_an_operator_kill(platform: Plat
     rollout = example_rollout("canary", "mnist-v2", canary={"steps": [30, 60, 100], "stepDuration": "2s"},
                               analysis={**FAST_ANALYSIS, "minAccuracy": floor}, gate={"minOfflineAccuracy": floor})
     with Traffic(platform.frontend.base, *digits) as traffic:
-        apply(platform, rollout)
+        apply(platform.cluster, rollout)
         status = platform.wait_stage("mnist-v2", "Canary", 30)
         assert status["candidateWeight"] == 30
         # While the first step is judged, the model config holds both versions and the routing sends 30% to v2.
@@ -74,6 +74,8 @@ def test_canary_promotes_a_good_candidate_across_an_operator_kill(platform: Plat
     assert (shown["NAME"], shown["MODEL"], shown["CANDIDATE"], shown["STRATEGY"], shown["WEIGHT"], shown["PHASE"]) == (
         "mnist-v2", "mnist", "2", "canary", "100", "Promoted")
     assert platform.cluster.get(API_VERSION, "ModelVersion", "mnist-v2")["status"]["phase"] == "Stable"
+    described = kubectl(platform.cluster, "describe", "mr", "mnist-v2").stdout
+    assert "Phase:" in described and "Promoted" in described and "CanaryStep" in described.split("Events:")[1]
 
 
 def test_canary_rolls_back_a_broken_candidate_within_failure_limit(platform: Platform, model_store,
@@ -87,7 +89,7 @@ def test_canary_rolls_back_a_broken_candidate_within_failure_limit(platform: Pla
                               canary={"steps": [30, 100], "stepDuration": "20s"},
                               analysis={**FAST_ANALYSIS, "minAccuracy": floor}, gate={"minOfflineAccuracy": 0})
     with Traffic(platform.frontend.base, *digits) as traffic:
-        apply(platform, rollout)
+        apply(platform.cluster, rollout)
         platform.wait_stage("mnist-v3", "Canary", 30)
         first_check = time.monotonic()
         final = platform.wait_phase("mnist-v3", {"Promoted", "RolledBack", "Failed"}, 60)

@@ -44,8 +44,8 @@ def test_invalid_examples_are_refused_by_the_schema_with_the_field_named(k8s_api
 def test_specs_the_schema_allows_but_that_cannot_work_are_failed_with_a_reason(platform: Platform) -> None:
     platform.seed(stable=1)
     platform.operator.start()
-    apply(platform, example_rollout("canary", "backwards", canary={"steps": [50, 20]}))
-    apply(platform, example_rollout("canary", "same-version", candidateVersion=1, stableVersion=1))
+    apply(platform.cluster, example_rollout("canary", "backwards", canary={"steps": [50, 20]}))
+    apply(platform.cluster, example_rollout("canary", "same-version", candidateVersion=1, stableVersion=1))
     for name, words in (("backwards", "strictly increasing"), ("same-version", "equals candidateVersion")):
         status = platform.wait_phase(name, {"Failed"}, 30)
         assert status["reason"] == "InvalidSpec" and words in status["message"], status
@@ -59,14 +59,14 @@ def test_delete_mid_rollout_returns_traffic_to_stable_and_the_next_rollout_goes_
     floor = round(min(model_store.accuracy[1], model_store.accuracy[2]) - 0.15, 2)
     platform.seed(stable=1)
     platform.operator.start()
-    apply(platform, example_rollout("canary", "first", canary={"steps": [40, 100], "stepDuration": "60s"},
+    apply(platform.cluster, example_rollout("canary", "first", canary={"steps": [40, 100], "stepDuration": "60s"},
                                     analysis={**FAST_ANALYSIS, "minAccuracy": floor},
                                     gate={"minOfflineAccuracy": floor}))
     platform.wait_stage("first", "Canary", 30)
     assert platform.routing()["routes"][1] == {"version": 2, "label": "canary", "weight": 40}
 
     # One active rollout per model: a second one waits, saying for which.
-    apply(platform, example_rollout("canary", "second", candidateVersion=3, stableVersion=1))
+    apply(platform.cluster, example_rollout("canary", "second", candidateVersion=3, stableVersion=1))
     waiting = wait_for(lambda: platform.status("second").get("reason") == "WaitingForRollout"
                        and platform.status("second"), 30, "the second rollout to wait")
     assert waiting["phase"] == "Pending" and "default/first" in waiting["message"]
@@ -90,7 +90,7 @@ def test_operator_reacts_to_changes_within_seconds(platform: Platform) -> None:
     platform.seed(stable=1)
     platform.operator.start()
     started = time.monotonic()
-    apply(platform, example_rollout("canary", "quick", stableVersion=1, canary={"steps": [10, 100], "stepDuration": "60s"},
+    apply(platform.cluster, example_rollout("canary", "quick", stableVersion=1, canary={"steps": [10, 100], "stepDuration": "60s"},
                                     analysis=FAST_ANALYSIS, gate={"minOfflineAccuracy": 0}))
     platform.wait_stage("quick", "Canary", 30)
     to_first_step = time.monotonic() - started
@@ -113,7 +113,7 @@ def test_operator_reacts_to_changes_within_seconds(platform: Platform) -> None:
 def test_pausing_a_rollout_without_stable_version_holds_it_where_it_is(platform: Platform) -> None:
     platform.seed(stable=1)
     platform.operator.start()
-    apply(platform, example_rollout("canary", "held", canary={"steps": [10, 100], "stepDuration": "60s"},
+    apply(platform.cluster, example_rollout("canary", "held", canary={"steps": [10, 100], "stepDuration": "60s"},
                                     analysis=FAST_ANALYSIS, gate={"minOfflineAccuracy": 0}))
     platform.wait_stage("held", "Canary", 30)
     assert kubectl(platform.cluster, "patch", "mr", "held", "--type=merge", "-p",

@@ -21,7 +21,7 @@ def test_shadow_switches_to_a_candidate_that_agrees_with_stable(platform: Platfo
     platform.seed(stable=1)
     platform.operator.start()
     with Traffic(platform.frontend.base, *digits) as traffic:
-        apply(platform, shadow("mnist-v2-shadow", 2, 1, agreement))
+        apply(platform.cluster, shadow("mnist-v2-shadow", 2, 1, agreement))
         platform.wait_stage("mnist-v2-shadow", "Shadow", 30)
         routing = platform.routing()
         assert routing["strategy"] == "shadow" and routing["shadow"] == {"version": 2, "percent": 100}
@@ -44,7 +44,7 @@ def test_shadow_rolls_back_a_candidate_that_disagrees(platform: Platform, model_
     platform.seed(stable=2)
     platform.operator.start()
     with Traffic(platform.frontend.base, *digits) as traffic:
-        apply(platform, shadow("mnist-v3-shadow", 3, 2, 0.6))
+        apply(platform.cluster, shadow("mnist-v3-shadow", 3, 2, 0.6))
         final = platform.wait_phase("mnist-v3-shadow", {"Promoted", "RolledBack", "Failed"}, 60)
     assert final["phase"] == "RolledBack" and final["reason"] == "LowAgreement", final
     platform.wait_event("mnist-v3-shadow", "RolledBack")
