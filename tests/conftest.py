@@ -34,8 +34,8 @@ def mnist_npz() -> Path:
 # Cheap but real trainings for the shared model store: (version, extra mnist-train arguments).
 # Version 3 is trained on shuffled labels: the deliberately broken candidate for rollback tests.
 PUBLISHED_MODEL_RUNS = (
-    (1, ["--train-limit", "3000", "--seed", "1"]),
-    (2, ["--train-limit", "4000", "--seed", "2"]),
+    (1, ["--train-limit", "4000", "--seed", "1"]),
+    (2, ["--train-limit", "5000", "--seed", "2"]),
     (3, ["--train-limit", "3000", "--seed", "3", "--shuffle-labels"]),
 )
 
