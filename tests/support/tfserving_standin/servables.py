@@ -143,6 +143,15 @@ class ServableManager:
                                        f"Timed out waiting for models to become available: {', '.join(pending)}")
                 self._changed.wait(timeout=0.5 if remaining is None else min(0.5, remaining))
 
+    def wait_until_settled(self, timeout_s: float | None) -> bool:
+        """Wait until every version the policy asks for is AVAILABLE or END; False on timeout."""
+        def settled() -> bool:
+            return self._closed or self._waits_cancelled or all(
+                r.state in (AVAILABLE, END) for records in self._records.values() for r in records.values()
+                if r.aspired)
+        with self._changed:
+            return self._changed.wait_for(settled, timeout=timeout_s)
+
     # ---- file system polling (FileSystemStoragePathSource) ---------------------------------------
 
     def poll_file_system(self) -> None:

@@ -70,12 +70,15 @@ class StandIn:
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> StandIn:
-        """Load the initial models (like the real server, before opening ports), then listen and poll."""
+        """Load the initial versions (the real server also loads before opening its ports), listen, poll."""
         if self._started:
             return self
         self._started = True
         try:
             self.manager.reload_config(self._initial_config(), wait_timeout_s=self._load_timeout_s)
+            # Stricter than the real server (which opens once one version per model is up), so that tests
+            # see every initial version AVAILABLE (or END with its error) as soon as start() returns.
+            self.manager.wait_until_settled(self._load_timeout_s)
             self._open_grpc()
             self._open_rest()
         except BaseException:
