@@ -30,18 +30,20 @@ def checkov_report(helm: str, rendered: dict[str, Rendered], tmp_path_factory: p
         (root / "chart" / f"{value_set}.yaml").write_text(rendered[value_set].text)
     (root / "insecure").mkdir()
     (root / "insecure" / "rendered.yaml").write_text(render(helm, "default", "--set", INSECURE[0]).text)
-    for dockerfile in DOCKERFILES:
+    sources = {}  # the path checkov reports -> the Dockerfile in the repository
+    for index, dockerfile in enumerate(DOCKERFILES):
         if (REPO_ROOT / dockerfile).exists():
-            target = root / "docker" / dockerfile.replace("/", "_") / "Dockerfile"
+            target = root / "docker" / str(index) / "Dockerfile"
             target.parent.mkdir(parents=True)
             target.write_text((REPO_ROOT / dockerfile).read_text())
+            sources[f"/docker/{index}/Dockerfile"] = dockerfile
     result = subprocess.run([str(CHECKOV), "-d", str(root), "--framework", "kubernetes", "dockerfile",
                              "--compact", "-o", "json", "--skip-download"],
                             capture_output=True, text=True, timeout=240)
     assert result.stdout.strip(), result.stderr[-2000:]
     reports = json.loads(result.stdout)
     reports = reports if isinstance(reports, list) else [reports]
-    return {"root": root, "reports": {r["check_type"]: r for r in reports}}
+    return {"root": root, "reports": {r["check_type"]: r for r in reports}, "dockerfiles": sources}
 
 
 def findings(report: dict, bucket: str, under: str) -> list[dict[str, Any]]:
@@ -70,13 +72,36 @@ def test_checkov_flags_an_insecure_rendering(checkov_report: dict) -> None:
     assert INSECURE[1] in {f["check_id"] for f in failed}
 
 
+# Dockerfile findings accepted, with the reason (the Dockerfiles belong to the services; these live here so
+# the services' files stay free of scanner comments). Anything else fails.
+ACCEPTED_DOCKERFILE_FINDINGS = {
+    ("CKV_DOCKER_2", "operator/Dockerfile"):
+        "Kubernetes ignores HEALTHCHECK; the chart's liveness/readiness probes check kopf's /healthz",
+    ("CKV_DOCKER_2", "services/trainer/Dockerfile"):
+        "a run-once training Job: nothing to health-check, activeDeadlineSeconds bounds it",
+    ("CKV_DOCKER_7", "services/frontend/Dockerfile"):
+        "FROM ${PYTHON_IMAGE}: checkov cannot resolve the ARG; its pinned default is checked below",
+}
+
+
 def test_dockerfiles_exist_and_pass(checkov_report: dict) -> None:
     missing = [d for d in DOCKERFILES if not (REPO_ROOT / d).exists()]
     assert not missing, f"the chart's images are built from these, which do not exist yet: {missing}"
     report = checkov_report["reports"]["dockerfile"]
-    failed = report["results"]["failed_checks"]
-    assert not failed, "\n".join(f"{f['check_id']} {f['check_name']}: {f['file_path']}" for f in failed)
+    failed = {(f["check_id"], checkov_report["dockerfiles"][f["file_path"]]) for f in report["results"]["failed_checks"]}
+    unexpected = failed - set(ACCEPTED_DOCKERFILE_FINDINGS)
+    assert not unexpected, f"checkov findings on Dockerfiles: {sorted(unexpected)}"
     assert len(report["results"]["passed_checks"]) >= 3 * len(DOCKERFILES)
+
+
+def test_frontend_base_image_argument_is_a_pinned_tag() -> None:
+    """What CKV_DOCKER_7 cannot see through the ARG: the default base image has a fixed, non-latest tag."""
+    import re
+
+    text = (REPO_ROOT / "services/frontend/Dockerfile").read_text()
+    (default,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
+    name, _, tag = default.partition(":")
+    assert name and tag and tag != "latest" and re.match(r"\d", tag), default
 
 
 def test_checkov_is_the_pinned_version(checkov_report: dict) -> None:
