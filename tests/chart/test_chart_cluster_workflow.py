@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -52,21 +53,21 @@ def test_images_are_tagged_with_what_the_chart_deploys(helm: str) -> None:
         assert f"-f {dockerfile}" in text
 
 
-def test_tool_check_names_exactly_what_is_missing(tmp_path: Path) -> None:
-    """With only kubectl and helm on PATH, docker and kind are reported missing, the others found."""
+def test_tool_check_names_exactly_what_is_missing(helm: str, tmp_path: Path) -> None:
+    """With only bash, kubectl and helm on PATH, docker and kind are reported missing, the others found."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("kubectl", "bash", "env"):
-        found = subprocess.run(["bash", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
+    for tool in ("bash", "kubectl"):
+        found = shutil.which(tool)
+        assert found, f"{tool} is needed on PATH for this test"
         (bin_dir / tool).symlink_to(found)
-    helm = REPO_ROOT / ".tools" / "bin" / "helm"
     result = subprocess.run([str(bin_dir / "bash"), str(REPO_ROOT / "k8s" / "check-tools.sh")],
-                            capture_output=True, text=True, timeout=30,
-                            env={"PATH": str(bin_dir), "HELM": str(helm) if helm.exists() else "helm"})
+                            capture_output=True, text=True, timeout=30, env={"PATH": str(bin_dir), "HELM": helm})
     assert result.returncode == 1
     assert "missing: docker" in result.stderr and "missing: kind" in result.stderr
-    assert "missing: kubectl" not in result.stderr
-    assert "found:   kubectl" in result.stdout
+    assert "missing: kubectl" not in result.stderr and "missing: helm" not in result.stderr
+    assert "found:   kubectl" in result.stdout and "found:   helm" in result.stdout
+    assert "install what is missing above" in result.stderr
 
 
 def test_rollout_example_gets_its_stable_version_offline() -> None:
