@@ -22,6 +22,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from scripts.demo import configs
+from scripts.demo.app import wait_ready
 from scripts.demo.metrics import fetch_metrics
 from scripts.demo.models import venv_bin
 from scripts.demo.ports import free_port, port_is_free
@@ -128,8 +129,6 @@ def stack(published_models, tmp_path_factory):
     with Supervisor(grace_s=15) as sup:
         frontend = sup.start("frontend", argv, log_path=work / "frontend.log")
         base_url = f"http://127.0.0.1:{port}"
-        from scripts.demo.app import wait_ready
-
         if not wait_ready(base_url, frontend, timeout_s=180):
             pytest.fail(f"frontend did not become ready:\n{frontend.tail(40)}")
         yield Stack(base_url, routing, serving, work, published_models.base_path, dict(published_models.accuracy))
