@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import threading
 import time
 
 import pytest
 
 from tests.support.k8s_emulator import EmulatedCluster
-from tests.support.k8s_emulator.clients import kubectl
+from tests.support.k8s_emulator.clients import find_kubectl, kubectl
 
 from .test_kopf import WIDGET_CRD
 
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
+pytestmark = pytest.mark.skipif(find_kubectl() is None, reason="kubectl is neither in .tools/bin nor on PATH")
 
 CONFIGMAP = """\
 apiVersion: v1

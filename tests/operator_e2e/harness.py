@@ -24,7 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import kubernetes
 import numpy as np
+import pytest
 import requests
 import yaml
 from google.protobuf import text_format
@@ -32,7 +34,7 @@ from mnist_operator.config import ENV_SETTINGS
 from tensorflow_serving.config import model_server_config_pb2
 
 from tests.support.k8s_emulator import EmulatedCluster
-from tests.support.k8s_emulator.clients import kubectl
+from tests.support.k8s_emulator.clients import find_kubectl, kubectl
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
@@ -104,10 +106,67 @@ def parse_model_config(text: str) -> model_server_config_pb2.ModelServerConfig:
     return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
 
 
+KUBECTL = find_kubectl()
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is neither in .tools/bin nor on PATH")
+
+
+def _custom_api(cluster: EmulatedCluster) -> kubernetes.client.CustomObjectsApi:
+    return kubernetes.client.CustomObjectsApi(kubernetes.config.new_client_from_config(str(cluster.kubeconfig)))
+
+
+def try_apply(cluster: EmulatedCluster, manifest: dict[str, Any]) -> tuple[bool, str]:
+    """Create or update a ModelRollout as a user would: kubectl apply, or the kubernetes client without kubectl.
+
+    Returns (accepted, the API server's message when refused).
+    """
+    if KUBECTL is not None:
+        result = kubectl(cluster, "apply", "--validate=false", "-f", "-", input=yaml.safe_dump(manifest))
+        return result.returncode == 0, result.stderr
+    api, name = _custom_api(cluster), manifest["metadata"]["name"]
+    try:
+        try:
+            api.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, manifest)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            api.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name, manifest)
+    except kubernetes.client.ApiException as exc:
+        return False, str(exc.body)
+    finally:
+        api.api_client.close()
+    return True, ""
+
+
 def apply(cluster: EmulatedCluster, manifest: dict[str, Any]) -> None:
-    """kubectl apply, as a user would (client-side; the CRD schema validates and defaults it)."""
-    result = kubectl(cluster, "apply", "--validate=false", "-f", "-", input=yaml.safe_dump(manifest))
-    assert result.returncode == 0, result.stderr
+    accepted, message = try_apply(cluster, manifest)
+    assert accepted, message
+
+
+def patch_rollout(cluster: EmulatedCluster, name: str, patch: dict[str, Any]) -> None:
+    """kubectl patch --type=merge (or the kubernetes client without kubectl)."""
+    if KUBECTL is not None:
+        result = kubectl(cluster, "patch", "mr", name, "--type=merge", "-p", json.dumps(patch))
+        assert result.returncode == 0, result.stderr
+        return
+    api = _custom_api(cluster)
+    try:
+        api.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name, patch)
+    finally:
+        api.api_client.close()
+
+
+def delete_rollout(cluster: EmulatedCluster, name: str, timeout: float = 30) -> None:
+    """kubectl delete, which waits until the finalizer let the object go (or the client and a wait)."""
+    if KUBECTL is not None:
+        result = kubectl(cluster, "delete", "mr", name, f"--timeout={timeout:.0f}s")
+        assert result.returncode == 0, result.stderr
+        return
+    api = _custom_api(cluster)
+    try:
+        api.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
+    finally:
+        api.api_client.close()
+    wait_for(lambda: cluster.get(API_VERSION, "ModelRollout", name) is None, timeout, f"{name} to be deleted")
 
 
 class Frontend:

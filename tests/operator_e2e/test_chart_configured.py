@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.k8s_emulator import EmulatedCluster
-from tests.support.k8s_emulator.clients import find_helm, kubectl, run_tool
+from tests.support.k8s_emulator.clients import find_helm, run_tool
 
 from .harness import (
     FAST_ANALYSIS,
     REPO_ROOT,
     OperatorProcess,
     apply,
+    delete_rollout,
     example_rollout,
     model_config,
     parse_model_config,
@@ -91,7 +92,7 @@ def test_operator_as_the_chart_deploys_it_drives_the_charts_configmaps_and_survi
         assert json.loads(data(k8s_api, routing_cm, routing_key) or "null") == routing, "helm upgrade moved traffic"
         assert data(k8s_api, serving_cm, serving_key) == models, "helm upgrade rewrote the model config"
 
-        assert kubectl(k8s_api, "delete", "mr", "first", "--timeout=30s").returncode == 0
+        delete_rollout(k8s_api, "first")
         back = json.loads(data(k8s_api, routing_cm, routing_key) or "null")
         assert back["routes"] == [{"version": 1, "label": "stable", "weight": 100}]
     finally:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+import yaml
 
 from tests.support.k8s_emulator import EmulatedCluster
-from tests.support.k8s_emulator.clients import kubectl
 
 from .harness import (
     API_VERSION,
@@ -16,9 +16,12 @@ from .harness import (
     FAST_ANALYSIS,
     Platform,
     apply,
+    delete_rollout,
     example_rollout,
     model_config,
     parse_model_config,
+    patch_rollout,
+    try_apply,
     wait_for,
 )
 
@@ -32,12 +35,11 @@ INVALID = {"bad-duration": "spec.canary.stepDuration", "missing-model": "spec.mo
 def test_invalid_examples_are_refused_by_the_schema_with_the_field_named(k8s_api: EmulatedCluster) -> None:
     k8s_api.load_crds([CRDS])
     for example, field in INVALID.items():
-        result = kubectl(k8s_api, "apply", "--validate=false", "-f", str(EXAMPLES / "invalid" / f"{example}.yaml"))
-        assert result.returncode != 0 and field in result.stderr, (example, result.stderr)
+        accepted, message = try_apply(k8s_api, yaml.safe_load((EXAMPLES / "invalid" / f"{example}.yaml").read_text()))
+        assert not accepted and field in message, (example, message)
     assert k8s_api.list(API_VERSION, "ModelRollout") == []
     for example in ("canary", "abtest", "shadow"):  # the valid ones are accepted as they are
-        result = kubectl(k8s_api, "apply", "--validate=false", "-f", str(EXAMPLES / f"{example}.yaml"))
-        assert result.returncode == 0, result.stderr
+        apply(k8s_api, yaml.safe_load((EXAMPLES / f"{example}.yaml").read_text()))
     assert len(k8s_api.list(API_VERSION, "ModelRollout")) == 3
 
 
@@ -71,7 +73,7 @@ def test_delete_mid_rollout_returns_traffic_to_stable_and_the_next_rollout_goes_
                        and platform.status("second"), 30, "the second rollout to wait")
     assert waiting["phase"] == "Pending" and "default/first" in waiting["message"]
 
-    assert kubectl(platform.cluster, "delete", "mr", "first", "--timeout=30s").returncode == 0
+    delete_rollout(platform.cluster, "first")
     assert platform.cluster.get(API_VERSION, "ModelRollout", "first") is None
     routing = platform.routing()
     assert routing["strategy"] == "single" and routing["routes"] == [{"version": 1, "label": "stable", "weight": 100}]
@@ -95,8 +97,7 @@ def test_operator_reacts_to_changes_within_seconds(platform: Platform) -> None:
     platform.wait_stage("quick", "Canary", 30)
     to_first_step = time.monotonic() - started
     started = time.monotonic()
-    patched = kubectl(platform.cluster, "patch", "mr", "quick", "--type=merge", "-p", '{"spec":{"paused":true}}')
-    assert patched.returncode == 0, patched.stderr
+    patch_rollout(platform.cluster, "quick", {"spec": {"paused": True}})
     paused = platform.wait_phase("quick", {"Paused"}, 30)
     to_pause = time.monotonic() - started
     print(f"create -> canary step 1: {to_first_step:.2f}s; patch paused -> Paused: {to_pause:.2f}s")
@@ -116,7 +117,6 @@ def test_pausing_a_rollout_without_stable_version_holds_it_where_it_is(platform:
     apply(platform.cluster, example_rollout("canary", "held", canary={"steps": [10, 100], "stepDuration": "60s"},
                                     analysis=FAST_ANALYSIS, gate={"minOfflineAccuracy": 0}))
     platform.wait_stage("held", "Canary", 30)
-    assert kubectl(platform.cluster, "patch", "mr", "held", "--type=merge", "-p",
-                   '{"spec":{"paused":true}}').returncode == 0
+    patch_rollout(platform.cluster, "held", {"spec": {"paused": True}})
     paused = platform.wait_phase("held", {"Paused"}, 30)
     assert paused["stage"] == "Canary" and paused["candidateWeight"] == 10, paused

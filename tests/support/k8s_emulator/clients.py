@@ -14,15 +14,21 @@ from typing import Any
 from .runner import EmulatedCluster
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-HELM_CANDIDATES = (REPO_ROOT / ".tools" / "bin" / "helm",)
+TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
+
+
+def find_tool(name: str) -> str | None:
+    """A pinned binary from `make tools` (.tools/bin) if there, else one on PATH, else None."""
+    pinned = TOOLS_BIN / name
+    return str(pinned) if pinned.exists() else shutil.which(name)
 
 
 def find_helm() -> str | None:
-    """The helm binary `make tools` puts in .tools/bin (or one on PATH), or None."""
-    for candidate in HELM_CANDIDATES:
-        if candidate.exists():
-            return str(candidate)
-    return shutil.which("helm")
+    return find_tool("helm")
+
+
+def find_kubectl() -> str | None:
+    return find_tool("kubectl")
 
 
 def run_tool(cluster: EmulatedCluster, argv: list[str], input: str | None = None,
@@ -34,7 +40,10 @@ def run_tool(cluster: EmulatedCluster, argv: list[str], input: str | None = None
 
 def kubectl(cluster: EmulatedCluster, *args: str, input: str | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return run_tool(cluster, ["kubectl", *args], input=input, timeout=timeout)
+    binary = find_kubectl()
+    if binary is None:
+        raise FileNotFoundError("kubectl is neither in .tools/bin nor on PATH")
+    return run_tool(cluster, [binary, *args], input=input, timeout=timeout)
 
 
 class OperatorThread:
