@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
 from flask import Flask
 from frontend.app import create_app
 from frontend.state import get_state
@@ -103,3 +109,61 @@ def healthy_standin(standin):
     standin.resume()
     yield standin
     standin.resume()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Frontend:
+    """`mnist-frontend` as a subprocess; stdout (access log) and stderr collected in files."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.out = tmp_path / "stdout.log"
+        self.err = tmp_path / "stderr.log"
+        full_env = {**os.environ, "MNIST_BIND": f"127.0.0.1:{self.port}", "MNIST_WORKERS": "2", "MNIST_THREADS": "4",
+                    "MNIST_ROUTING_CHECK_S": "0.2", **env}
+        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.process = subprocess.Popen([sys.executable, "-m", "frontend.cli"], env=full_env, stdout=out,
+                                            stderr=err, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.err.read_text()[-3000:]
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:  # not listening yet, or workers still importing
+                pass
+            time.sleep(0.2)
+        raise AssertionError("frontend not ready: " + self.err.read_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def frontend_factory(tmp_path):
+    started: list[Frontend] = []
+
+    def start(**env: str) -> Frontend:
+        frontend = Frontend(tmp_path, env)
+        started.append(frontend)
+        frontend.wait_ready()
+        return frontend
+
+    yield start
+    for frontend in started:
+        frontend.stop()

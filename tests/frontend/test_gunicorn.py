@@ -4,15 +4,12 @@ drains in-flight requests, access logs are JSON lines, metrics add up across wor
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -20,64 +17,6 @@ import requests
 from tests.frontend.helpers import metric_value, routing, write_json_atomically
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Frontend:
-    """`mnist-frontend` as a subprocess; stdout (access log) and stderr collected in files."""
-
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.out = tmp_path / "stdout.log"
-        self.err = tmp_path / "stderr.log"
-        full_env = {**os.environ, "MNIST_BIND": f"127.0.0.1:{self.port}", "MNIST_WORKERS": "2", "MNIST_THREADS": "4",
-                    "MNIST_ROUTING_CHECK_S": "0.2", **env}
-        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.process = subprocess.Popen([sys.executable, "-m", "frontend.cli"], env=full_env, stdout=out,
-                                            stderr=err, start_new_session=True)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.err.read_text()[-3000:]
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:  # not listening yet, or workers still importing
-                pass
-            time.sleep(0.2)
-        raise AssertionError("frontend not ready: " + self.err.read_text()[-3000:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def frontend_factory(tmp_path):
-    started: list[Frontend] = []
-
-    def start(**env: str) -> Frontend:
-        frontend = Frontend(tmp_path, env)
-        started.append(frontend)
-        frontend.wait_ready()
-        return frontend
-
-    yield start
-    for frontend in started:
-        frontend.stop()
 
 
 def test_routing_change_under_concurrent_load_loses_nothing(frontend_factory, healthy_standin, tmp_path, mnist_test):

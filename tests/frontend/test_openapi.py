@@ -10,8 +10,6 @@ import pytest
 import requests
 from frontend.openapi import build_spec
 
-from tests.frontend.test_gunicorn import frontend_factory  # noqa: F401 - fixture reused here
-
 
 def test_every_route_is_documented_and_every_documented_path_exists(app):
     spec = app.test_client().get("/openapi.json").json
@@ -48,7 +46,7 @@ def test_spec_refs_resolve():
 
 
 @pytest.mark.slow
-def test_schemathesis_finds_no_server_error(frontend_factory, healthy_standin, tmp_path):  # noqa: F811
+def test_schemathesis_finds_no_server_error(frontend_factory, healthy_standin, tmp_path):
     frontend = frontend_factory(MNIST_BACKEND="grpc", MNIST_SERVING_GRPC=healthy_standin.grpc_target,
                                 MNIST_MAX_BATCH="4")
     assert requests.get(f"{frontend.url}/openapi.json", timeout=5).status_code == 200
