@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-
 from frontend.backends.grpc_backend import GrpcBackend
 from frontend.metrics import Metrics
 from frontend.shadow import ShadowSender
+
 from tests.frontend.helpers import metric_value
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from frontend.errors import BatchTooLarge, InvalidInput, InvalidJSON, UnsupportedMediaType
 from frontend.preprocess import image_to_mnist, instances_to_array
@@ -32,8 +32,8 @@ def media_type(content_type: str | None) -> str:
 
 def parse_json_body(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return orjson.loads(body)
+    except (orjson.JSONDecodeError, RecursionError) as exc:
         raise InvalidJSON(f"body is not valid JSON: {exc}"[:300]) from None
 
 

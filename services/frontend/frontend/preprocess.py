@@ -125,8 +125,32 @@ def instances_to_array(instances: Any) -> np.ndarray:
     """
     if not isinstance(instances, list) or not instances:
         raise InvalidInput("'instances' must be a non-empty list")
+    fast = _whole_batch(instances)
+    if fast is not None:
+        return fast
     arrays = [_one_instance(item, index) for index, item in enumerate(instances)]
     return np.stack(arrays).astype(np.float32, copy=False)[..., None]
+
+
+def _whole_batch(instances: list) -> np.ndarray | None:
+    """One numpy conversion for the common case (a clean batch of plain arrays); None sends the caller to the
+    per-instance path, which also produces the precise error message."""
+    if not all(isinstance(item, list) for item in instances):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = np.asarray(instances)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if array.shape[1:] == (SIDE, SIDE, 1):
+        array = array[..., 0]
+    if array.shape[1:] != (SIDE, SIDE):
+        return None
+    # Integers only: a float batch may mix in all-integer instances, which mean 0-255 (decided per instance).
+    if array.dtype.kind in "iu" and array.min() >= 0 and array.max() <= 255:
+        return (array.astype(np.float32) / 255.0)[..., None]
+    return None
 
 
 def _one_instance(item: Any, index: int) -> np.ndarray:
