@@ -194,3 +194,34 @@ def test_watch_from_a_version_older_than_the_change_log_is_gone(tmp_path) -> Non
                                 params={"watch": "true", "resourceVersion": "2", "timeoutSeconds": "1"})
         event = json.loads(response.text.splitlines()[0])
         assert event["type"] == "ERROR" and event["object"]["code"] == 410
+
+
+def test_service_account_tokens_are_held_to_their_roles(api, k8s_api: EmulatedCluster) -> None:
+    k8s_api.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "cm-reader"},
+                   "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]},
+                             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["patch"],
+                              "resourceNames": ["mine"]}]})
+    k8s_api.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "bind"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "default"}]})
+    k8s_api.apply(configmap("mine"))
+    k8s_api.apply(configmap("theirs"))
+    client = kubernetes.config.new_client_from_config(str(k8s_api.kubeconfig_for_service_account("default", "reader")))
+    core = kubernetes.client.CoreV1Api(client)
+    try:
+        assert len(core.list_namespaced_config_map("default").items) == 2
+        core.patch_namespaced_config_map("mine", "default", {"data": {"k": "v"}})
+        for call in (lambda: core.patch_namespaced_config_map("theirs", "default", {"data": {"k": "v"}}),
+                     lambda: core.create_namespaced_config_map("default", configmap("new")),
+                     lambda: core.list_config_map_for_all_namespaces(),
+                     lambda: core.list_namespaced_secret("default")):
+            with pytest.raises(ApiException) as caught:
+                call()
+            assert caught.value.status == 403 and json.loads(caught.value.body)["reason"] == "Forbidden"
+        refused = pytest.raises(ApiException, core.create_namespaced_config_map, "default", configmap("x")).value
+        assert json.loads(refused.body)["message"] == (
+            'configmaps is forbidden: User "system:serviceaccount:default:reader" cannot create resource "configmaps"'
+            ' in API group "" in the namespace "default"')
+    finally:
+        client.close()
+    assert kubernetes.client.CoreV1Api(api).create_namespaced_config_map("default", configmap("admin"))  # admin token

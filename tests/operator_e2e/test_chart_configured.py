@@ -2,7 +2,8 @@
 
 helm installs charts/mnist-platform into the emulated API; the operator process gets the environment of the
 chart's operator Deployment, changed only where the cluster is not there (TF Serving's address: the gate checks
-the model store instead; the model store's path). A rollout then writes the ConfigMaps the chart created, and a
+the model store instead; the model store's path), and it authenticates as the chart's ServiceAccount, so the chart's Role and
+ClusterRole must grant every call it makes. A rollout then writes the ConfigMaps the chart created, and a
 `helm upgrade` in the middle of it moves no traffic.
 """
 
@@ -40,18 +41,19 @@ def helm(cluster: EmulatedCluster, *args: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def chart_operator_env(cluster: EmulatedCluster) -> dict[str, str]:
-    """The operator container's environment from the Deployment helm created (fieldRefs resolved)."""
+def chart_operator(cluster: EmulatedCluster) -> tuple[dict[str, str], str]:
+    """The operator container's environment (fieldRefs resolved) and ServiceAccount, from the Deployment helm made."""
     deployments = cluster.list("apps/v1", "Deployment", "default", label_selector="app.kubernetes.io/component=operator")
     assert len(deployments) == 1, [d["metadata"]["name"] for d in deployments]
-    container = deployments[0]["spec"]["template"]["spec"]["containers"][0]
+    pod = deployments[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
     env = {}
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = item["value"]
         elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
             env[item["name"]] = "default"
-    return env
+    return env, pod["serviceAccountName"]
 
 
 def data(cluster: EmulatedCluster, name: str, key: str) -> str | None:
@@ -64,10 +66,13 @@ def test_operator_as_the_chart_deploys_it_drives_the_charts_configmaps_and_survi
         k8s_api: EmulatedCluster, model_store, tmp_path: Path) -> None:
     helm(k8s_api, "install", RELEASE, str(REPO_ROOT / "charts" / "mnist-platform"), "--disable-openapi-validation",
          *VALUES)
-    env = chart_operator_env(k8s_api)
+    env, service_account = chart_operator(k8s_api)
+    # The operator acts as the chart's ServiceAccount: every call it makes must be granted by the chart's RBAC.
+    kubeconfig = str(k8s_api.kubeconfig_for_service_account("default", service_account))
     routing_cm, routing_key = env["MNIST_OPERATOR_ROUTING_CONFIGMAP"], env["MNIST_OPERATOR_ROUTING_CONFIGMAP_KEY"]
     serving_cm, serving_key = env["MNIST_OPERATOR_SERVING_CONFIGMAP"], env["MNIST_OPERATOR_SERVING_CONFIGMAP_KEY"]
-    operator = OperatorProcess(k8s_api, {**env, "MNIST_OPERATOR_SERVING_REST": "",
+    operator = OperatorProcess(k8s_api, {**env, "KUBECONFIG": kubeconfig, "MNIST_OPERATOR_KUBECONFIG": kubeconfig,
+                                         "MNIST_OPERATOR_SERVING_REST": "",
                                          "MNIST_OPERATOR_MODEL_BASE_PATH": str(model_store.base_path.parent),
                                          "MNIST_OPERATOR_MAX_TICK_S": "0.5"}, tmp_path)
     operator.start()
@@ -95,6 +100,7 @@ def test_operator_as_the_chart_deploys_it_drives_the_charts_configmaps_and_survi
         delete_rollout(k8s_api, "first")
         back = json.loads(data(k8s_api, routing_cm, routing_key) or "null")
         assert back["routes"] == [{"version": 1, "label": "stable", "weight": 100}]
+        assert "Forbidden" not in operator.logs() and "HTTP 403" not in operator.logs(), operator.logs()
     finally:
         operator.stop()
 

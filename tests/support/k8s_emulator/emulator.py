@@ -37,7 +37,7 @@ import kmock
 import yaml
 from kmock._internal import apps, enums, rendering
 
-from . import patching, protobuf, schema, selectors, tables
+from . import patching, protobuf, rbac, schema, selectors, tables
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +186,7 @@ class KubernetesApiEmulator(kmock.KubernetesScaffold):
         """Entry point for aiohttp: parse, remember (capped), then serve; never a bare 500."""
         try:
             request = await self._parse(raw)
+            self._authorize(request, raw)
             self._requests.append(request)
             if len(self._requests) > 2 * self.history_limit:
                 del self._requests[:-self.history_limit]
@@ -205,6 +206,27 @@ class KubernetesApiEmulator(kmock.KubernetesScaffold):
             logger.error("emulated API failed on %s %s:\n%s", raw.method, raw.path_qs, text)
             error = ApiError(500, "InternalError", f"emulator error: {exc!r}")
             return aiohttp.web.json_response(error.status(), status=500)
+
+    def _authorize(self, request: rendering.Request, raw: aiohttp.web.BaseRequest) -> None:
+        """403 Forbidden when a ServiceAccount token's Roles do not grant the request (see rbac.py)."""
+        account = rbac.service_account_of(raw.headers.get("Authorization"))
+        res = request.resource
+        if account is None or res is None or res.version is None or res.plural is None:
+            return
+        group, plural = res.group or "", res.plural
+        resource = f"{plural}/{request.subresource}" if request.subresource else plural
+        name = request.name  # None for create and list: those are authorized without a name, as on a cluster
+        served = self._served.get((group, res.version, plural))
+        namespace = request.namespace if served is None or served.namespaced else None
+        verb = rbac.verb_of(raw.method, name, request.action == enums.action.WATCH)
+
+        def objects(kind_plural: str, ns: str | None) -> list[Obj]:
+            return [obj for (g, p, n, _), obj in self._objects.items()
+                    if g == rbac.RBAC_GROUP and p == kind_plural and (ns is None or n == ns)]
+
+        if not rbac.allowed(account, verb, group, resource, namespace, name, objects):
+            raise ApiError(403, "Forbidden", rbac.forbidden_message(account, verb, group, resource, namespace, name),
+                           {"name": name or "", "group": group, "kind": plural})
 
     async def _parse(self, raw: aiohttp.web.BaseRequest) -> rendering.Request:
         body = await raw.read()

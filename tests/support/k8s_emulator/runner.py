@@ -31,7 +31,7 @@ clusters:
 users:
 - name: tester
   user:
-    token: emulator-test-token
+    token: {token}
 contexts:
 - name: emulator
   context:
@@ -72,7 +72,7 @@ class EmulatedCluster:
         self._thread.start()
         started.result(timeout=30)
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        self.kubeconfig.write_text(KUBECONFIG_TEMPLATE.format(url=self.url))
+        self.kubeconfig.write_text(KUBECONFIG_TEMPLATE.format(url=self.url, token="emulator-test-token"))
         return self
 
     def stop(self) -> None:
@@ -142,6 +142,12 @@ class EmulatedCluster:
             return fn(self.emulator)
 
         return asyncio.run_coroutine_threadsafe(in_loop(), self._loop).result(timeout)
+
+    def kubeconfig_for_service_account(self, namespace: str, name: str) -> Path:
+        """A kubeconfig that acts as this ServiceAccount: its Roles and bindings in the store decide (403 otherwise)."""
+        path = self.workdir / f"kubeconfig-{namespace}-{name}"
+        path.write_text(KUBECONFIG_TEMPLATE.format(url=self.url, token=f"serviceaccount:{namespace}:{name}"))
+        return path
 
     def env(self) -> dict[str, str]:
         """Environment variables that point kubectl, helm and the kubernetes client at the emulator."""
