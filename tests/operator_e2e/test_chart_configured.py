@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.k8s_emulator import EmulatedCluster
 from tests.support.k8s_emulator.clients import find_helm, run_tool
@@ -104,3 +105,25 @@ def test_operator_as_the_chart_deploys_it_drives_the_charts_configmaps_and_survi
     finally:
         operator.stop()
 
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "cross-component gap, reported: after `helm install` the chart's routing ConfigMap has no routing.json and "
+    "nothing writes one for the first trained version, so k8s/examples/canary.yaml (stableVersion commented out), "
+    "as NOTES.txt step 4 says to apply it, ends Failed/NoStableVersion instead of rolling v2 out over v1"))
+def test_first_rollout_after_install_as_the_notes_say(k8s_api: EmulatedCluster, model_store, tmp_path: Path) -> None:
+    helm(k8s_api, "install", RELEASE, str(REPO_ROOT / "charts" / "mnist-platform"), "--disable-openapi-validation",
+         *VALUES)
+    env, _ = chart_operator(k8s_api)
+    operator = OperatorProcess(k8s_api, {**env, "MNIST_OPERATOR_SERVING_REST": "",
+                                         "MNIST_OPERATOR_MODEL_BASE_PATH": str(model_store.base_path.parent)}, tmp_path)
+    operator.start()
+    try:
+        apply(k8s_api, yaml.safe_load((REPO_ROOT / "k8s" / "examples" / "canary.yaml").read_text()))
+        status = wait_for(lambda: (k8s_api.get("ml.mnist-platform.dev/v1alpha1", "ModelRollout", "mnist-v2-canary")
+                                   or {}).get("status", {}).get("stage") not in (None, "Waiting", "Gate") and
+                          k8s_api.get("ml.mnist-platform.dev/v1alpha1", "ModelRollout", "mnist-v2-canary")["status"],
+                          30, "the example rollout to get past the gate")
+        assert status["phase"] == "Progressing", status
+    finally:
+        operator.stop()
