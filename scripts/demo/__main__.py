@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
         exit_after=args.exit_after,
         retrain=args.retrain,
         rate_per_s=args.rate,
+        model_dir=args.model_dir.resolve(),
+        workdir=args.workdir.resolve(),
     )
 
 

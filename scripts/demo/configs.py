@@ -62,9 +62,13 @@ def serving_config(model: str, base_path: Path, versions: list[int], labels: dic
 
 
 def write_initial_state(routing_path: Path, serving_path: Path, model: str, base_path: Path, stable: int) -> None:
-    """Everything on `stable`: the state a rollout starts from."""
+    """Everything on `stable`: the state a rollout starts from.
+
+    The serving config loads `stable` but labels nothing yet: TF Serving refuses, at start, a label for a version
+    it has not loaded (load first, label second); the frontend routes by exact version and needs no label.
+    """
     atomic_write(routing_path, json.dumps(single_routing(model, stable), indent=2) + "\n")
-    atomic_write(serving_path, serving_config(model, base_path, [stable], {"stable": stable}))
+    atomic_write(serving_path, serving_config(model, base_path, [stable], {}))
 
 
 def read_routes(routing_path: Path) -> list[Route]:

@@ -161,19 +161,41 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def group_members(pgid: int) -> list[int]:
     """PIDs whose process group is pgid (Linux /proc), for checking that nothing was left behind."""
-    members = []
+    return [pid for pid, (state, _, pgrp) in _proc_table().items() if pgrp == pgid and state != "Z"]
+
+
+def _proc_table() -> dict[int, tuple[str, int, int]]:
+    """pid -> (state, ppid, pgrp) of every process, from /proc."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        # Fields after the parenthesised command name: state ppid pgrp ...
-        fields = stat.rsplit(")", 1)[1].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+        table[int(entry.name)] = (fields[0], int(fields[1]), int(fields[2]))
+    return table
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below pid, children in their own sessions included (they keep their parent)."""
+    table = _proc_table()
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, (state, ppid, _) in table.items() if ppid in frontier and state != "Z"} - found
+        found |= frontier
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    """True while pid runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 class Interrupted(Exception):

@@ -34,13 +34,17 @@ def test_busy_port_is_refused_before_anything_starts():
 
 
 def test_cli_flags_map_to_the_run_configuration():
-    cfg = parse_args(["rollback", "--port", "9123", "--exit", "--retrain", "--rate", "7"])
+    cfg = parse_args(
+        ["rollback", "--port", "9123", "--exit", "--retrain", "--rate", "7", "--model-dir", "m/x", "--workdir", "w"]
+    )
     assert (cfg.scenario.name, cfg.scenario.stable, cfg.scenario.candidate) == ("rollback", 2, 3)
     assert cfg.scenario.expected_phase == "RolledBack"
     assert (cfg.port, cfg.exit_after, cfg.retrain, cfg.rate_per_s) == (9123, True, True, 7.0)
     assert cfg.base_url == "http://127.0.0.1:9123"
+    assert cfg.model_dir == Path("m/x").resolve() and cfg.workdir == Path("w").resolve()
     default = parse_args([])
     assert (default.scenario.name, default.port, default.exit_after, default.retrain) == ("promote", 8080, False, False)
+    assert default.model_dir == REPO_ROOT / "models" / "mnist" and default.workdir == REPO_ROOT / "build" / "demo"
 
 
 def test_make_knobs_become_cli_flags():

@@ -11,37 +11,10 @@ from pathlib import Path
 import pytest
 
 from scripts.demo.ports import free_port, port_is_free
-from scripts.demo.supervisor import wait_until
+from scripts.demo.supervisor import descendants, pid_alive, wait_until
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below pid (children in their own sessions included: they keep their parent)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                parents[int(entry.name)] = int(fields[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -94,7 +67,7 @@ def test_signal_mid_rollout_leaves_no_process_and_no_port(published_models, tmp_
     demo.stderr.close()
     assert code == 128 + signum, stderr
     assert "every process the demo started has been stopped" in stderr
-    assert wait_until(lambda: not any(alive(pid) for pid in started), timeout_s=10), [
-        pid for pid in started if alive(pid)
+    assert wait_until(lambda: not any(pid_alive(pid) for pid in started), timeout_s=10), [
+        pid for pid in started if pid_alive(pid)
     ]
     assert port_is_free(port)

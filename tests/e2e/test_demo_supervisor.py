@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from scripts.demo.supervisor import Supervisor, group_members, wait_until
+from scripts.demo.supervisor import Supervisor, descendants, group_members, pid_alive, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,3 +85,15 @@ def test_children_die_with_a_demo_killed_by_sigkill(tmp_path):
         parent.kill()
         parent.wait(timeout=10)
     assert wait_until(lambda: not alive(child_pid), timeout_s=10)
+
+
+def test_descendants_follow_children_into_their_own_sessions():
+    with Supervisor(grace_s=5) as sup:
+        outer = sup.start("outer", ["bash", "-c", "setsid sleep 300 & wait"])
+        assert wait_until(lambda: len(descendants(outer.pid)) == 1, timeout_s=10)
+        (inner,) = descendants(outer.pid)
+        assert os.getsid(inner) != os.getsid(outer.pid) and pid_alive(inner)
+    # setsid left the group: stop_all ends the group leader, and the parent-death signal does not apply to a
+    # grandchild; this is why the demo starts every server itself, never through a shell that detaches.
+    os.kill(inner, signal.SIGKILL)
+    assert wait_until(lambda: not pid_alive(inner), timeout_s=10)
