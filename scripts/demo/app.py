@@ -156,6 +156,8 @@ def start_serving(sup: Supervisor, cfg: DemoConfig, routing_path: Path, serving_
         serving_rest = f"http://127.0.0.1:{rest_port}"
     else:
         say("    embedded backend (no tensorflow_model_server on PATH): the frontend loads the SavedModels itself")
+    # Checked again: training took minutes, and something may have taken the port meanwhile.
+    require_free_port(cfg.port, what="the demo's frontend")
     frontend = sup.start("frontend", frontend_command(cfg, routing_path, backend_args), log_path=logs / "frontend.log")
     if not wait_ready(cfg.base_url, frontend, cfg.ready_timeout_s):
         raise DemoError(f"the frontend did not become ready; last lines of {frontend.log_path}:\n{frontend.tail()}")

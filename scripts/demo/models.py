@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .supervisor import die_with_parent
+
 
 @dataclass(frozen=True)
 class TrainSpec:
@@ -104,7 +106,13 @@ def run_training(argv: Sequence[str], log_path: Path) -> subprocess.CompletedPro
     """Run one training to completion; all output goes to log_path, the meaningful lines to the terminal."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - a killed demo must not leave a training behind
+        )
         assert process.stdout is not None
         try:
             for line in process.stdout:

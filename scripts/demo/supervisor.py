@@ -22,7 +22,7 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: ask the kernel to SIGTERM it when the demo process dies."""
     if sys.platform.startswith("linux"):
         try:
@@ -96,7 +96,7 @@ class Supervisor:
                 stdout=subprocess.PIPE if pipe else (log_file or subprocess.DEVNULL),
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads touch state between fork and exec here
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads touch state between fork and exec here
             )
         except BaseException:
             if log_file is not None:
