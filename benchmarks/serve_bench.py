@@ -4,7 +4,8 @@ For each backend (the gRPC TF Serving stand-in in its own process, and the embed
 batch size (1 and 32 images) and each concurrency (1 and 16 by default) it measures requests/s and p50/p99
 latency of (a) direct calls through the frontend's own backend client (GrpcBackend / EmbeddedBackend) from
 threads in this process and (b) POST /v1/predict through gunicorn with keep-alive HTTP connections, and prints
-a markdown table with the ratios. Every loop is bounded by --duration seconds and --max-requests requests;
+a markdown table with the ratios. Every loop is bounded by --duration seconds and --max-requests requests (split into
+--rounds alternating direct/frontend slices);
 all traffic goes to 127.0.0.1.
 
     .venv/bin/python benchmarks/serve_bench.py --model-base-path models/mnist --version 2
@@ -89,8 +90,14 @@ def run_load(call: Callable[[], None], concurrency: int, duration: float, max_re
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
+    return {"latencies": latencies, "errors": errors[0], "elapsed": elapsed}
+
+
+def summarize(runs: list[dict]) -> dict[str, float]:
+    latencies = [x for run in runs for x in run["latencies"]]
     values = np.asarray(latencies) * 1000
-    return {"requests": len(latencies), "errors": errors[0], "rps": len(latencies) / elapsed,
+    elapsed = sum(run["elapsed"] for run in runs)
+    return {"requests": len(latencies), "errors": sum(run["errors"] for run in runs), "rps": len(latencies) / elapsed,
             "p50_ms": float(np.percentile(values, 50)) if len(values) else float("nan"),
             "p99_ms": float(np.percentile(values, 99)) if len(values) else float("nan")}
 
@@ -150,6 +157,8 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per measurement (bound)")
     parser.add_argument("--max-requests", type=int, default=5000, help="requests per measurement (bound)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="alternating direct/frontend slices per measurement (evens out load changes)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--json-out", help="also write the results here")
@@ -202,9 +211,16 @@ def main() -> None:
                     images = (pixels[..., None] / 255.0).astype(np.float32)
                     body = json.dumps({"instances": pixels.tolist()}).encode()
                     for concurrency in concurrencies:
-                        direct = run_load(lambda images=images, backend=direct_backend: backend.predict(images, version, 30),
-                                          concurrency, args.duration, args.max_requests)
-                        via = run_load(http_caller(port, body), concurrency, args.duration, args.max_requests)
+                        # Alternate short slices of both, so a change in the machine's load hits both alike.
+                        direct_runs, via_runs = [], []
+                        slice_s, slice_n = args.duration / args.rounds, max(1, args.max_requests // args.rounds)
+                        caller = http_caller(port, body)
+                        for _ in range(args.rounds):
+                            direct_runs.append(run_load(
+                                lambda images=images, backend=direct_backend: backend.predict(images, version, 30),
+                                concurrency, slice_s, slice_n))
+                            via_runs.append(run_load(caller, concurrency, slice_s, slice_n))
+                        direct, via = summarize(direct_runs), summarize(via_runs)
                         row = {"backend": kind, "batch": batch, "concurrency": concurrency, "direct": direct,
                                "frontend": via, "throughput_ratio": via["rps"] / direct["rps"],
                                "p50_overhead_ms": via["p50_ms"] - direct["p50_ms"]}
