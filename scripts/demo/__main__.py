@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +41,12 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
         default=DemoConfig.workdir,
         help="where the rollout, routing/serving configs and logs go (default: build/demo)",
     )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("MNIST_DATA") or DemoConfig.data),
+        help="MNIST in keras' layout (default: $MNIST_DATA, else data/mnist.npz)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error(f"--port {args.port}: not a TCP port")
@@ -53,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
         rate_per_s=args.rate,
         model_dir=args.model_dir.resolve(),
         workdir=args.workdir.resolve(),
+        data=args.data.resolve(),
     )
 
 

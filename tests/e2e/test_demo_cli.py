@@ -47,6 +47,13 @@ def test_cli_flags_map_to_the_run_configuration():
     assert default.model_dir == REPO_ROOT / "models" / "mnist" and default.workdir == REPO_ROOT / "build" / "demo"
 
 
+def test_data_follows_mnist_data_like_the_makefile(monkeypatch, tmp_path):
+    monkeypatch.setenv("MNIST_DATA", str(tmp_path / "m.npz"))
+    assert parse_args([]).data == tmp_path / "m.npz"
+    monkeypatch.delenv("MNIST_DATA")
+    assert parse_args([]).data == REPO_ROOT / "data" / "mnist.npz"
+
+
 def test_make_knobs_become_cli_flags():
     result = subprocess.run(
         ["make", "-n", "demo-rollback", "DEMO_EXIT=1", "RETRAIN=1", "DEMO_PORT=9123"],
