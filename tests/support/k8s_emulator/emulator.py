@@ -48,7 +48,7 @@ INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 CRD_GROUP, CRD_PLURAL = "apiextensions.k8s.io", "customresourcedefinitions"
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _VERSION_RE = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
-# Resources whose objects carry metadata.generation on a real server (besides custom resources).
+# What /version reports: the kubectl minor this emulator is tested with, so no client warns about skew.
 _SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-kmock", "gitCommit": "kmock-emulator",
                    "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23",
                    "compiler": "gc", "platform": "linux/amd64"}
