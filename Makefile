@@ -38,8 +38,10 @@ $(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
 	@echo "==> creating $(VENV) (TensorFlow and friends: a few minutes the first time)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -c constraints.txt -r requirements-dev.txt \
-	  -e 'services/trainer[k8s]' -e 'services/frontend[embedded,serving-api]' -e operator
+	@$(PY) -m pip install -c constraints.txt -r requirements-dev.txt \
+	  -e 'services/trainer[k8s]' -e 'services/frontend[embedded,serving-api]' -e operator \
+	  > $(VENV)/install.log 2>&1 || { tail -n 20 $(VENV)/install.log >&2; \
+	  echo "error: package installation failed; full log: $(VENV)/install.log" >&2; exit 1; }
 	@touch $@
 	@echo "==> $(VENV) ready"
 

