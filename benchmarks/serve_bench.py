@@ -126,7 +126,11 @@ def start_frontend(env_extra: dict[str, str], workers: int, threads: int, workdi
            "MNIST_THREADS": str(threads), "MNIST_ACCESS_LOG": "0", "MNIST_LOG_LEVEL": "warning", **env_extra}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     process = Process([sys.executable, "-m", "frontend.cli"], env, workdir / f"frontend-{name}.log")
-    wait_http("127.0.0.1", port, "/readyz", 180)
+    try:
+        wait_http("127.0.0.1", port, "/readyz", 180)
+    except BaseException:
+        process.stop()  # never leave a server behind
+        raise
     return process, port
 
 
@@ -193,7 +197,7 @@ def main() -> None:
                                    "--rest_api_port", str(rest_port), "--model_name", "mnist",
                                    "--model_base_path", str(base.resolve())],
                                   {**os.environ, "PYTHONPATH": str(REPO)}, workdir / "standin.log")
-                wait_http("127.0.0.1", rest_port, "/v1/models/mnist", 180)
+                wait_http("127.0.0.1", rest_port, "/v1/models/mnist", 180)  # on failure `finally` stops it
                 from frontend.backends.grpc_backend import GrpcBackend
 
                 direct_backend = GrpcBackend(f"127.0.0.1:{grpc_port}", "mnist")

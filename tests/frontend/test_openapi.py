@@ -59,5 +59,5 @@ def test_schemathesis_finds_no_server_error(frontend_factory, healthy_standin, t
     runs = [["--phases", "examples,fuzzing", "--max-examples", "40"],
             ["--phases", "coverage", "--max-examples", "10", "--exclude-path", "/v1/predict"]]
     for extra in runs:
-        result = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=180)
+        result = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=180, cwd=tmp_path)
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
