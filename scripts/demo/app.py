@@ -147,6 +147,8 @@ def start_serving(sup: Supervisor, cfg: DemoConfig, routing_path: Path, serving_
                 f"--rest_api_port={rest_port}",
                 f"--model_config_file={serving_path}",
                 "--model_config_file_poll_wait_seconds=1",
+                # The first config already labels v1 stable; without this the real server refuses to start.
+                "--allow_version_labels_for_unavailable_models=true",
             ],
             log_path=logs / "tfserving.log",
         )
