@@ -8,7 +8,9 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 from flask import Flask, Response, g, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from frontend import api, compression, health, openapi, page
@@ -30,14 +32,24 @@ SECURITY_HEADERS = {
 }
 
 
+class OrjsonProvider(DefaultJSONProvider):
+    """Flask's JSON through orjson: responses are encoded several times faster (they are plain dicts/lists)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return orjson.dumps(obj, default=self.default).decode("utf-8")
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return orjson.loads(s)
+
+
 def create_app(test_config: dict[str, Any] | None = None, backend: Backend | None = None) -> Flask:
     """Config from defaults, then the environment (MNIST_*), then `test_config`; `backend` overrides the built one."""
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config.update(load_from_env())
     if test_config:
         app.config.update(test_config)
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"]
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     logging.getLogger("frontend").setLevel(str(app.config["LOG_LEVEL"]).upper())
 
     register_error_handlers(app)
