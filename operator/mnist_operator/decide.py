@@ -16,13 +16,13 @@ when every frontend reports the new routing generation (or analysis.routingTimeo
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from mnist_operator import analysis as an
+from mnist_operator.merge_patch import without_nulls
 from mnist_operator.render import Route, RoutingState, ServingState, routing_document, stable_version_of_routing
 from mnist_operator.spec import RolloutSpec, SpecError, parse_spec
 
@@ -102,8 +102,10 @@ def desired_configs(status: dict[str, Any], rollout: str,
     """The model config and routing implied by a status; (None, None) where this rollout must not write."""
     stage = status.get("stage")
     model, stable, cand = status.get("model"), status.get("stableVersion"), status.get("candidateVersion")
-    if status.get("phase") in TERMINAL or stage in (None, WAITING) or model is None or stable is None:
+    if status.get("phase") in TERMINAL or stage in (None, WAITING) or model is None:
         return None, None
+    if stable is None:
+        return _initial_configs(status, rollout, base_path)
     only_stable_routing = RoutingState(model=model, strategy="single", routes=(Route(stable, "stable", 100),),
                                        rollout=rollout)
     if stage == GATE:
@@ -131,12 +133,27 @@ def desired_configs(status: dict[str, Any], rollout: str,
     return None, None
 
 
+def _initial_configs(status: dict[str, Any], rollout: str,
+                     base_path: str) -> tuple[ServingState | None, RoutingState | None]:
+    """An initial rollout (nothing served before): load the candidate alone, then label it stable and route to it."""
+    model, cand, stage = status["model"], status.get("candidateVersion"), status.get("stage")
+    if not status.get("initial") or cand is None:
+        return None, None
+    if stage == LOADING:  # load first: no label may name a version TF Serving has not loaded yet
+        return ServingState(model, base_path, (cand,), {}), None
+    if stage == PROMOTING:
+        return (ServingState(model, base_path, (cand,), {"stable": cand}),
+                RoutingState(model=model, strategy="single", routes=(Route(cand, "stable", 100),), rollout=rollout))
+    return None, None  # Gate: nothing serves and nothing is written yet
+
+
 def final_configs(status: dict[str, Any], rollout: str, base_path: str) -> tuple[ServingState, RoutingState] | None:
     """What a finished rollout leaves behind (also what deletion of an unfinished one restores)."""
     model, stable, cand = status.get("model"), status.get("stableVersion"), status.get("candidateVersion")
-    if model is None or stable is None:
-        return None
-    keep = cand if status.get("phase") == PROMOTED else stable
+    promoted = status.get("phase") == PROMOTED
+    if model is None or (stable is None and not promoted) or (promoted and cand is None):
+        return None  # an initial rollout that did not finish has no stable version to go back to: touch nothing
+    keep = cand if promoted else stable
     return (ServingState(model, base_path, (keep,), {"stable": keep}),
             RoutingState(model=model, strategy="single", routes=(Route(keep, "stable", 100),), rollout=rollout))
 
@@ -175,7 +192,9 @@ def blocking_rollout(me: str, my_created: str, my_phase: str | None,
 
 def decide(spec_dict: dict[str, Any], status: dict[str, Any] | None, obs: Observation, now: float) -> Decision:
     """One tick of one rollout."""
-    st = json.loads(json.dumps(status or {}))  # a private copy; status is JSON by contract (faster than deepcopy)
+    # A private copy without nulls: a stored status has none (a merge patch deletes null keys), so a status read
+    # back after a patch and the one decided from are the same thing (merge_patch.py).
+    st = without_nulls(status or {})
     events: list[Event] = []
     try:
         spec = parse_spec(spec_dict)
@@ -256,7 +275,7 @@ def _invalid_spec(st: dict[str, Any], obs: Observation, now: float, why: str, ev
                 events.append(Event("Warning", "RolledBack", f"traffic back to stable v{st['stableVersion']}: {why}"))
     _set_conditions(st, now)
     gen = _stamp_generation(st, routing, obs)
-    return Decision(st, serving, routing, gen, events)
+    return Decision(without_nulls(st), serving, routing, gen, events)
 
 
 def _replan(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float, events: list[Event]) -> None:
@@ -289,24 +308,45 @@ def _replan(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float,
         st["shadowPercent"] = spec.shadow.percent
 
 
+def serves_nothing(routing: dict[str, Any] | None) -> bool:
+    """No routing document in place, or one without a route that carries traffic (a fresh install)."""
+    if not isinstance(routing, dict):
+        return True
+    routes = routing.get("routes")
+    return not isinstance(routes, list) or not any(
+        isinstance(r, dict) and isinstance(r.get("weight"), int) and r["weight"] > 0 for r in routes)
+
+
 def _gate(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float, events: list[Event]) -> None:
-    stable = spec.stable_version
-    if stable is None:
-        stable = stable_version_of_routing(obs.current_routing)
-    if stable is None:
-        _fail_now(st, now, events, "NoStableVersion",
-                  "no version serves now and spec.stableVersion is unset: set stableVersion")
-        return
-    if stable == spec.candidate_version:
-        _fail_now(st, now, events, "CandidateAlreadyStable", f"v{stable} already serves as stable")
-        return
     served = obs.current_routing.get("model") if isinstance(obs.current_routing, dict) else None
     if served not in (None, spec.model):
         _fail_now(st, now, events, "ModelNotServed",
                   f"the routing config in place serves model {served!r}, not {spec.model!r}: one routing "
                   "config per model (see MNIST_OPERATOR_ROUTING_CONFIGMAP)")
         return
-    st["stableVersion"] = stable
+    stable = spec.stable_version
+    if stable is None:
+        stable = stable_version_of_routing(obs.current_routing)
+    if stable is None and not serves_nothing(obs.current_routing):
+        _fail_now(st, now, events, "NoStableVersion",
+                  "the routing config in place serves no version labelled stable and spec.stableVersion is unset: "
+                  "set stableVersion")
+        return
+    if stable is None:
+        # Initial rollout: nothing serves this model yet, so there is nothing to compare the candidate against.
+        # Same gate, load first, then it becomes stable at once (no canary/A-B/shadow stage).
+        if not st.get("initial"):
+            st["initial"] = True
+            events.append(Event("Normal", "InitialVersion",
+                                f"no version served yet: v{spec.candidate_version} becomes stable after passing "
+                                "the gate, nothing to compare against"))
+        st.pop("stableVersion", None)
+    elif stable == spec.candidate_version:
+        _fail_now(st, now, events, "CandidateAlreadyStable", f"v{stable} already serves as stable")
+        return
+    else:
+        st.pop("initial", None)
+        st["stableVersion"] = stable
     c = obs.candidate
     waited = now - parse_ts(st["stageStartedAt"])
     if not c.exists:
@@ -325,9 +365,9 @@ def _gate(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float, e
         _fail_now(st, now, events, "GateFailed",
                   f"offline test accuracy {c.test_accuracy:.4f} < gate.minOfflineAccuracy {need}")
         return
+    beside = f"beside stable v{stable}" if stable is not None else "alone (nothing serves yet)"
     events.append(Event("Normal", "GatePassed", f"v{spec.candidate_version} offline accuracy "
-                                                f"{_fmt(c.test_accuracy)} >= {need}; loading it beside stable "
-                                                f"v{stable}"))
+                                                f"{_fmt(c.test_accuracy)} >= {need}; loading it {beside}"))
     st.update(stage=LOADING, stageStartedAt=ts(now), reason="LoadingCandidate",
               message=f"waiting for v{spec.candidate_version} to be AVAILABLE")
 
@@ -336,9 +376,19 @@ def _loading(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float
     waited = now - parse_ts(st["stageStartedAt"])
     if not obs.candidate.available:
         if waited >= spec.gate_timeout_s:
+            after = ("nothing served before, so nothing is routed to it (the model config still names it)"
+                     if st.get("initial") else "model config reverted to stable only")
             _fail_now(st, now, events, "CandidateNotAvailable",
-                      f"v{spec.candidate_version} not AVAILABLE after {waited:.0f}s ({obs.candidate.detail}); "
-                      "model config reverted to stable only")
+                      f"v{spec.candidate_version} not AVAILABLE after {waited:.0f}s ({obs.candidate.detail}); {after}")
+        return
+    if st.get("initial"):
+        events.append(Event("Normal", "CandidateAvailable",
+                            f"v{spec.candidate_version} AVAILABLE after {waited:.1f}s; labelled stable, all traffic "
+                            "routed to it"))
+        st.update(stage=PROMOTING, stageStartedAt=ts(now), candidateWeight=100, outcome=PROMOTED,
+                  reason="InitialVersion",
+                  message=f"initial version: 100% to v{spec.candidate_version} once frontends follow (nothing "
+                          "served before, nothing to compare against)")
         return
     first = SHADOW if spec.strategy == "shadow" else ABTEST if spec.strategy == "abtest" else CANARY
     events.append(Event("Normal", "CandidateAvailable",
@@ -585,7 +635,12 @@ def _drain(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float, 
     note = (f"all {len(gens)} frontend(s) on routing generation >= {target}" if followed else
             f"frontends did not all report routing generation {target} within {spec.analysis.routing_timeout}")
     outcome = st.pop("outcome", ROLLED_BACK)
-    if outcome == PROMOTED:
+    if outcome == PROMOTED and st.get("initial"):
+        msg = (f"v{st['candidateVersion']} is stable: the initial version of {st.get('model')}, nothing served "
+               f"before ({note})")
+        st.update(phase=PROMOTED, stage=DONE, candidateWeight=100, reason="InitialVersion", message=msg)
+        events.append(Event("Normal", "Promoted", msg))
+    elif outcome == PROMOTED:
         msg = f"v{st['candidateVersion']} is stable; v{st['stableVersion']} unloaded ({note})"
         st.update(phase=PROMOTED, stage=DONE, candidateWeight=100, reason="Promoted", message=msg)
         events.append(Event("Normal", "Promoted", msg))
@@ -623,7 +678,7 @@ def _finish(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float,
         serving, routing = desired_configs(st, obs.rollout, obs.serving_base_path)
     gen = _stamp_generation(st, routing, obs)
     _set_conditions(st, now)
-    return Decision(st, serving, routing, gen, events)
+    return Decision(without_nulls(st), serving, routing, gen, events)  # what is stored: no nulls (merge patch)
 
 
 def _owns_routing(obs: Observation) -> bool:
@@ -634,8 +689,8 @@ def _set_conditions(st: dict[str, Any], now: float) -> None:
     phase, reason, msg = st.get("phase"), st.get("reason", ""), st.get("message", "")
     degraded = phase in (ROLLED_BACK, FAILED) or int(st.get("failedChecks", 0)) > 0 or bool(st.get("inconclusiveSince"))
     wanted = {
-        "Ready": (phase == PROMOTED, "Promoted" if phase == PROMOTED else (phase if phase in TERMINAL else "InProgress"),
-                  msg),
+        "Ready": (phase == PROMOTED, (reason or "Promoted") if phase == PROMOTED  # Promoted | InitialVersion
+                  else (phase if phase in TERMINAL else "InProgress"), msg),
         "Progressing": (phase == PROGRESSING, reason if phase in (PROGRESSING, PENDING) else phase, msg),
         "Degraded": (degraded, reason if degraded else "Healthy", msg if degraded else "no failed or inconclusive checks"),
     }

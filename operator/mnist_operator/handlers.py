@@ -35,7 +35,7 @@ import kubernetes
 import requests
 from kubernetes.client.rest import ApiException
 
-from mnist_operator import auto, metrics_source, versions
+from mnist_operator import auto, merge_patch, metrics_source, versions
 from mnist_operator import decide as core
 from mnist_operator.analysis import Snapshot
 from mnist_operator.config import GROUP, MODELVERSION_PLURAL, ROLLOUT_PLURAL, VERSION, OperatorConfig, env
@@ -346,11 +346,11 @@ def apply_decision(c: Clients, namespace: str, decision: core.Decision) -> None:
 
 
 def _patch_status(c: Clients, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
-    if old == new:
-        return
-    patch = {k: v for k, v in new.items()}
-    patch.update({k: None for k in old if k not in new})  # merge patch: null deletes
-    c.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, ROLLOUT_PLURAL, name, {"status": patch})
+    """Store exactly `new` (null-free, from decide) over `old`: keys gone at any depth are nulled in the merge patch."""
+    patch = merge_patch.diff(old, new)
+    if patch:
+        c.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, ROLLOUT_PLURAL, name,
+                                                       {"status": patch})
 
 
 def _update_versions(c: Clients, namespace: str, old: dict[str, Any], new: dict[str, Any], key: str) -> None:

@@ -123,13 +123,14 @@ class RolloutSpec:
         return parse_duration(self.gate.timeout, "gate.timeout")
 
     def plan_key(self) -> dict[str, Any]:
-        """What, when changed, restarts the rollout from the gate (anything else re-plans in place)."""
-        return {
-            "model": self.model,
-            "candidateVersion": self.candidate_version,
-            "stableVersion": self.stable_version,
-            "strategy": self.strategy,
-        }
+        """What, when changed, restarts the rollout from the gate (anything else re-plans in place).
+
+        An unset stableVersion is left out rather than stored as null: the plan is persisted in .status through a
+        JSON merge patch, which deletes null keys, and must compare equal when read back (see merge_patch.py).
+        """
+        key = {"model": self.model, "candidateVersion": self.candidate_version, "stableVersion": self.stable_version,
+               "strategy": self.strategy}
+        return {k: v for k, v in key.items() if v is not None}
 
 
 # camelCase field name -> (python name, kind, default, limits). The CRD test reads this table.

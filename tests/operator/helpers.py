@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnist_operator import analysis as an
+from mnist_operator import merge_patch
 from mnist_operator.decide import TERMINAL, CandidateInfo, Decision, Observation, decide
 from mnist_operator.render import routing_document
 
@@ -35,7 +36,7 @@ def bucket_of(latency_s: float) -> int:
 class World:
     spec: dict[str, Any]
     behaviours: dict[int, Behaviour] = field(default_factory=lambda: {1: Behaviour(), 2: Behaviour()})
-    stable: int = 1
+    stable: int | None = 1  # None: nothing serves yet (a fresh install: no routing document in place)
     rps: float = 40.0
     feedback_share: float = 1.0
     now: float = START
@@ -51,13 +52,15 @@ class World:
     serving: Any = None
 
     def __post_init__(self) -> None:
-        self.routing: dict[str, Any] = {"model": "mnist", "strategy": "single",
-                                        "routes": [{"version": self.stable, "label": "stable", "weight": 100}],
-                                        "sticky_header": None, "shadow": None, "rollout": None, "generation": 1}
+        self.routing: dict[str, Any] | None = None if self.stable is None else {
+            "model": "mnist", "strategy": "single", "routes": [{"version": self.stable, "label": "stable", "weight": 100}],
+            "sticky_header": None, "shadow": None, "rollout": None, "generation": 1}
         self.loaded_generation = 1
 
     # --- traffic -----------------------------------------------------------------------------------------------
     def traffic(self, dt: float) -> None:
+        if self.routing is None:
+            return  # nothing serves: no prediction succeeds, no counter moves
         n_total = self.rps * dt
         per_pod = n_total / len(self.pods)
         shadow = self.routing.get("shadow")
@@ -110,7 +113,9 @@ class World:
         persisted = json.loads(json.dumps(self.status)) if self.status is not None else None
         self.last_obs = self.observation()
         d = decide(self.spec, persisted, self.last_obs, self.now)
-        self.status = json.loads(json.dumps(d.status))  # what the API server would store
+        # What the API server stores: the shell's merge patch (null deletes) applied to the status in place.
+        stored = self.status or {}
+        self.status = merge_patch.apply(stored, json.loads(json.dumps(merge_patch.diff(stored, d.status))))
         if d.routing is not None:
             self.routing = routing_document(d.routing, d.routing_generation)
         if d.serving is not None:
@@ -135,7 +140,7 @@ class World:
         return [e.reason for d in self.decisions for e in d.events]
 
     def weight(self, version: int) -> int:
-        return sum(r["weight"] for r in self.routing["routes"] if r["version"] == version)
+        return sum(r["weight"] for r in (self.routing or {}).get("routes", []) if r["version"] == version)
 
 
 def canary_spec(**over: Any) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from mnist_operator.decide import (
     CandidateInfo,
     Observation,
@@ -10,6 +13,7 @@ from mnist_operator.decide import (
     desired_configs,
     on_delete,
 )
+from mnist_operator.render import stable_version_of_routing
 
 from tests.operator.helpers import KEY, START, Behaviour, World, canary_spec
 
@@ -310,10 +314,98 @@ def test_stable_version_defaults_to_what_the_routing_serves_now():
     assert w.status["stableVersion"] == 7
 
 
-def test_no_stable_version_anywhere_fails_with_what_to_set():
-    d = decide(canary_spec(), None, Observation(rollout=KEY, candidate=CandidateInfo(True, 0.99, True)), START)
+def test_routing_with_traffic_but_no_stable_route_fails_with_what_to_set():
+    routing = {"model": "mnist", "strategy": "canary", "routes": [{"version": 6, "label": "canary", "weight": 100}]}
+    d = decide(canary_spec(), None, Observation(rollout=KEY, candidate=CandidateInfo(True, 0.99, True),
+                                                current_routing=routing), START)
     assert d.status["phase"] == "Failed" and d.status["reason"] == "NoStableVersion"
-    assert "stableVersion" in d.status["message"]
+    assert "stableVersion" in d.status["message"] and d.routing is None and d.serving is None
+
+
+def _run_until(w: World, stage: str, ticks: int = 60) -> None:
+    for _ in range(ticks):
+        w.tick()
+        if w.status.get("stage") == stage or w.phase in ("Promoted", "RolledBack", "Failed"):
+            return
+
+
+@pytest.mark.parametrize("strategy", ["canary", "abtest", "shadow"])
+def test_nothing_served_yet_is_an_initial_rollout_gate_load_then_stable_without_canary_steps(strategy):
+    w = World(canary_spec(strategy=strategy), stable=None, candidate=CandidateInfo(True, 0.98, False, "loading"))
+    w.tick()  # Pending -> Gate (initial) -> Loading
+    events = [e for d in w.decisions for e in d.events]
+    initial = [e for e in events if e.reason == "InitialVersion"]
+    assert len(initial) == 1 and initial[0].message == (
+        "no version served yet: v2 becomes stable after passing the gate, nothing to compare against")
+    assert w.status["stage"] == "Loading" and "stableVersion" not in w.status and w.status["initial"] is True
+    # Load first: the candidate alone, no label on it yet, and no routing written while nothing is loaded.
+    assert w.serving.versions == (2,) and w.serving.labels == {} and w.routing is None
+    w.candidate = CandidateInfo(True, 0.98, True, "AVAILABLE")
+    w.tick()
+    assert w.status["stage"] == "Promoting" and w.status["reason"] == "InitialVersion"
+    # Label second, route third: labelled stable, then all traffic to it.
+    assert w.serving.labels == {"stable": 2} and w.routing["routes"] == [{"version": 2, "label": "stable",
+                                                                          "weight": 100}]
+    w.run(30)
+    assert w.phase == "Promoted" and w.status["reason"] == "InitialVersion", w.status
+    assert "initial version of mnist" in w.status["message"]
+    cond = {c["type"]: c for c in w.status["conditions"]}
+    assert cond["Ready"]["status"] == "True" and cond["Ready"]["reason"] == "InitialVersion"
+    assert cond["Degraded"]["status"] == "False"
+    assert not {"CanaryStep", "ABTestStarted", "ShadowStarted", "AnalysisPassed", "AnalysisFailed"} & set(w.reasons)
+    assert w.routing["strategy"] == "single" and w.serving.versions == (2,)
+    # What serves now is what the next rollout compares against.
+    assert stable_version_of_routing(w.routing) == 2
+
+
+def test_initial_rollout_waits_for_the_frontends_before_it_is_promoted():
+    w = World(canary_spec(), stable=None, frontends_follow=False)
+    _run_until(w, "Promoting")
+    w.tick()
+    w.tick()
+    assert w.phase == "Progressing" and "waiting for frontends" in w.status["message"]
+    w.frontends_follow = True
+    w.run(10)
+    assert w.phase == "Promoted" and "all 2 frontend(s)" in w.status["message"]
+
+
+def test_initial_rollout_still_passes_the_offline_gate():
+    w = World(canary_spec(), stable=None, candidate=CandidateInfo(True, 0.42, True, "metrics.json"))
+    w.run(10)
+    assert w.phase == "Failed" and w.status["reason"] == "GateFailed"
+    assert w.serving is None and w.routing is None  # refused before it wrote anything
+
+
+def test_initial_candidate_never_available_fails_and_routes_nothing():
+    w = World(canary_spec(), stable=None, candidate=CandidateInfo(True, 0.98, False, "TF Serving: LOADING"))
+    w.run(60)
+    assert w.phase == "Failed" and w.status["reason"] == "CandidateNotAvailable"
+    assert "nothing served before" in w.status["message"] and w.routing is None
+
+
+def test_deleting_an_unfinished_initial_rollout_touches_nothing():
+    w = World(canary_spec(), stable=None)
+    _run_until(w, "Promoting")
+    assert w.status["stage"] == "Promoting"
+    assert on_delete(w.status, KEY, "/models/mnist") is None  # no earlier version to go back to
+
+
+def test_an_explicit_stable_version_still_wins_over_an_initial_rollout():
+    w = World(canary_spec(stableVersion=1), stable=None)
+    _run_until(w, "Canary")
+    assert w.status["stage"] == "Canary" and w.status["stableVersion"] == 1 and "initial" not in w.status
+    assert "InitialVersion" not in w.reasons
+
+
+def test_initial_rollout_decides_the_same_from_its_persisted_status():
+    w = World(canary_spec(), stable=None)
+    while w.phase not in ("Promoted", "Failed"):
+        before = json.loads(json.dumps(w.status)) if w.status else None
+        d = w.tick()
+        if before is not None:
+            again = decide(w.spec, before, w.last_obs, w.now)
+            assert again.status == d.status and again.routing == d.routing and again.serving == d.serving
+    assert w.phase == "Promoted"
 
 
 def test_routing_generation_only_increases_when_the_routing_changes():

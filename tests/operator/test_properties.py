@@ -7,6 +7,7 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mnist_operator import merge_patch
 from mnist_operator.decide import TERMINAL, decide, desired_configs
 from mnist_operator.render import routing_document
 
@@ -41,7 +42,7 @@ def scenarios(draw):
 
 
 def apply(w: World, action: str) -> None:
-    if action == "restart_pod":
+    if action == "restart_pod" and w.routing is not None:
         w.restart_pod("pod-a")
     elif action == "new_pod":
         w.pods[f"pod-{len(w.pods)}"] = type(w.pods["pod-a"])()
@@ -118,3 +119,65 @@ def test_a_bad_canary_is_always_rolled_back_within_failure_limit_checks(bad, lim
     checks = [e for d in w.decisions for e in d.events if e.reason in ("AnalysisPassed", "AnalysisFailed")]
     assert [e.reason for e in checks] == ["AnalysisFailed"] * limit
     assert w.routing["routes"] == [{"version": 1, "label": "stable", "weight": 100}]
+
+
+def _with_nulls(status: dict) -> dict:
+    """The same status as a writer that keeps nulls would send it (what the operator did before merge_patch.py)."""
+    out = json.loads(json.dumps(status))
+    out["plan"] = {"stableVersion": None, **out.get("plan", {})}
+    out.setdefault("inconclusiveSince", None)
+    out.setdefault("lastVerdict", None)
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.lists(st.sampled_from(["pause", "resume", "steps", "threshold", "none"]), min_size=3,
+                             max_size=12), st.sampled_from([1, None]))
+def test_a_status_stored_through_a_merge_patch_leads_to_the_identical_decision(scenario, edits, serving):
+    """stableVersion unset (read from the routing, or nothing serves): edits that keep the plan never restart it."""
+    spec, candidate, script = scenario
+    assert "stableVersion" not in spec
+    w = World(spec, behaviours={1: Behaviour(), 2: candidate}, stable=serving)
+    edit_at = {i * max(1, len(script) // len(edits)): e for i, e in enumerate(edits)}
+    for i, (action, dt) in enumerate(script):
+        apply(w, action)
+        edit = edit_at.get(i, "none")
+        if edit in ("pause", "resume"):
+            apply(w, edit)
+        elif edit == "steps":
+            w.spec = {**w.spec, "canary": {**w.spec["canary"], "steps": [5, 100]}}
+            w.generation += 1
+        elif edit == "threshold":
+            w.spec = {**w.spec, "analysis": {**w.spec["analysis"], "maxErrorRate": 0.02}}
+            w.generation += 1
+        before = w.status
+        w.tick(dt)
+        d = w.decisions[-1]
+        # The decided status holds no null, so the merge patch stores it unchanged...
+        assert w.status == d.status == merge_patch.without_nulls(d.status)
+        assert merge_patch.apply({}, d.status) == d.status
+        # ...and a status whose nulls a merge patch removed decides exactly as the one that still had them.
+        if before is not None:
+            with_nulls = _with_nulls(before)
+            a = decide(w.spec, with_nulls, w.last_obs, w.now)
+            b = decide(w.spec, merge_patch.apply({}, with_nulls), w.last_obs, w.now)
+            assert a.status == b.status == d.status
+            assert (a.routing, a.serving, a.events) == (b.routing, b.serving, b.events) == (d.routing, d.serving,
+                                                                                          d.events)
+        # The plan never changed, so nothing ever restarts from the gate.
+        assert not [e for e in d.events if "starting again" in e.message], d.events
+        if w.phase in TERMINAL:
+            break
+
+
+def test_pausing_without_stable_version_after_a_merge_patch_store_holds_the_canary_step():
+    """The e2e bug in miniature: stableVersion unset, status stored via merge patch, then paused: stays at 10%."""
+    w = World(canary_spec(canary={"steps": [10, 100], "stepDuration": "60s"}))
+    while (w.status or {}).get("stage") != "Canary":
+        w.tick()
+    assert "stableVersion" not in w.status["plan"] and w.weight(2) == 10
+    w.spec = {**w.spec, "paused": True}
+    w.generation += 1
+    w.tick()
+    assert w.status["phase"] == "Paused" and w.status["stage"] == "Canary" and w.weight(2) == 10, w.status
+    assert not [e for d in w.decisions for e in d.events if "starting again from the gate" in e.message]
