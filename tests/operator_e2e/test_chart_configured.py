@@ -106,11 +106,6 @@ def test_operator_as_the_chart_deploys_it_drives_the_charts_configmaps_and_survi
         operator.stop()
 
 
-
-@pytest.mark.xfail(strict=True, reason=(
-    "cross-component gap, reported: after `helm install` the chart's routing ConfigMap has no routing.json and "
-    "nothing writes one for the first trained version, so k8s/examples/canary.yaml (stableVersion commented out), "
-    "as NOTES.txt step 4 says to apply it, ends Failed/NoStableVersion instead of rolling v2 out over v1"))
 def test_first_rollout_after_install_as_the_notes_say(k8s_api: EmulatedCluster, model_store, tmp_path: Path) -> None:
     helm(k8s_api, "install", RELEASE, str(REPO_ROOT / "charts" / "mnist-platform"), "--disable-openapi-validation",
          *VALUES)
@@ -119,11 +114,31 @@ def test_first_rollout_after_install_as_the_notes_say(k8s_api: EmulatedCluster, 
                                          "MNIST_OPERATOR_MODEL_BASE_PATH": str(model_store.base_path.parent)}, tmp_path)
     operator.start()
     try:
-        apply(k8s_api, yaml.safe_load((REPO_ROOT / "k8s" / "examples" / "canary.yaml").read_text()))
+        example = yaml.safe_load((REPO_ROOT / "k8s" / "examples" / "canary.yaml").read_text())
+        # The test's tiny models (one epoch on a few thousand images) sit just below the example's 0.9 offline gate
+        # that a model trained in the cluster passes; the gate is set just under them, the rest is the example's.
+        example["spec"]["gate"]["minOfflineAccuracy"] = min(0.9, round(model_store.accuracy[2] - 0.01, 2))
+        apply(k8s_api, example)
         status = wait_for(lambda: (k8s_api.get("ml.mnist-platform.dev/v1alpha1", "ModelRollout", "mnist-v2-canary")
                                    or {}).get("status", {}).get("stage") not in (None, "Waiting", "Gate") and
                           k8s_api.get("ml.mnist-platform.dev/v1alpha1", "ModelRollout", "mnist-v2-canary")["status"],
                           30, "the example rollout to get past the gate")
         assert status["phase"] == "Progressing", status
+        # Nothing served before, so v2 is the initial version: labelled stable and given all traffic, no canary.
+        routing_cm, routing_key = env["MNIST_OPERATOR_ROUTING_CONFIGMAP"], env["MNIST_OPERATOR_ROUTING_CONFIGMAP_KEY"]
+        routing = wait_for(lambda: json.loads(data(k8s_api, routing_cm, routing_key) or "null"), 30,
+                           f"the operator to write {routing_key} into the chart's {routing_cm}")
+        assert routing["routes"] == [{"version": 2, "label": "stable", "weight": 100}], routing
+        serving_cm, serving_key = env["MNIST_OPERATOR_SERVING_CONFIGMAP"], env["MNIST_OPERATOR_SERVING_CONFIGMAP_KEY"]
+        models = data(k8s_api, serving_cm, serving_key)
+        assert models is not None and parse_model_config(models) == model_config([2], {"stable": 2})
+
+        def initial_version_status() -> dict | None:
+            st = k8s_api.get("ml.mnist-platform.dev/v1alpha1", "ModelRollout", "mnist-v2-canary")["status"]
+            return st if st.get("reason") == "InitialVersion" else None
+
+        rollout = wait_for(initial_version_status, 30,
+                           "the rollout's status to say InitialVersion (the routing is written just before it)")
+        assert rollout["candidateWeight"] == 100 and "stableVersion" not in rollout, rollout
     finally:
         operator.stop()

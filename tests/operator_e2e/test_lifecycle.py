@@ -107,10 +107,6 @@ def test_operator_reacts_to_changes_within_seconds(platform: Platform) -> None:
     assert platform.wait_event("quick", "Paused")["message"].endswith("candidate weight 10%")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "operator bug, reported: with spec.stableVersion unset, status.plan holds stableVersion: null; the JSON merge "
-    "patch of .status deletes null keys (RFC 7386, as on a real API server), so the stored plan never equals "
-    "spec.plan_key() again and any spec change (here paused: true) re-plans from the gate, dropping the traffic"))
 def test_pausing_a_rollout_without_stable_version_holds_it_where_it_is(platform: Platform) -> None:
     platform.seed(stable=1)
     platform.operator.start()
