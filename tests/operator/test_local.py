@@ -138,3 +138,31 @@ def test_local_mode_restarted_with_its_status_file_continues_without_a_traffic_j
     after = json.loads(status.read_text())
     assert (after["stage"], after["step"], after["stepStartedAt"]) == (held["stage"], held["step"], held["stepStartedAt"])
     assert "Timeout" in capsys.readouterr().err
+
+
+def test_local_mode_with_nothing_served_yet_makes_the_candidate_the_initial_stable_version(tmp_path):
+    """No routing file yet: the gate, then v2 alone, labelled stable and given all traffic; exit 0, InitialVersion."""
+    store = tmp_path / "models" / "mnist"
+    (store / "2" / "assets.extra").mkdir(parents=True)
+    (store / "2" / "saved_model.pb").write_bytes(b"")
+    (store / "2" / "assets.extra" / "metrics.json").write_text(json.dumps({"test_accuracy": 0.97}))
+    rollout = tmp_path / "r.yaml"
+    rollout.write_text(yaml.safe_dump({
+        "apiVersion": "ml.mnist-platform.dev/v1alpha1", "kind": "ModelRollout", "metadata": {"name": "first"},
+        "spec": {"model": "mnist", "candidateVersion": 2, "analysis": {"routingTimeout": "300ms"}}}))
+    routing, serving, status = tmp_path / "routing.json", tmp_path / "models.config", tmp_path / "status.json"
+    out = io.StringIO()
+    code = run_local(LocalOptions(rollout=rollout, routing_file=routing, serving_config=serving,
+                                  metrics_urls=["http://127.0.0.1:9/metrics"], model_base_path=store, tick_s=0.05,
+                                  timeout_s=30, status_file=status, http_timeout_s=0.1), out=out)
+    text = out.getvalue()
+    assert code == 0, text
+    assert ("InitialVersion: no version served yet: v2 becomes stable after passing the gate, nothing to compare "
+            "against") in text
+    assert "Promoted reason: v2 is stable: the initial version of mnist" in text and "CanaryStep" not in text
+    doc = json.loads(routing.read_text())
+    assert doc["routes"] == [{"version": 2, "label": "stable", "weight": 100}] and doc["rollout"] == "default/first"
+    config = serving.read_text()
+    assert "versions: 2\n" in config and 'version_labels { key: "stable" value: 2 }' in config
+    final = json.loads(status.read_text())
+    assert final["phase"] == "Promoted" and final["reason"] == "InitialVersion" and "stableVersion" not in final
