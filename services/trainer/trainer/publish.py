@@ -25,6 +25,7 @@ import fcntl
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ LOCK_SUFFIX = ".lock"
 _TMP_RE = re.compile(r"^\.tmp-(\d+)$")
 _LOCK_RE = re.compile(r"^\.tmp-(\d+)\.lock$")
 MAX_CLAIM_ATTEMPTS = 1000
+LOCK_RETRY_S = 0.05
 
 
 class PublishError(Exception):
@@ -55,12 +57,18 @@ def next_free_version(published: list[int], taken: set[int] | frozenset[int] = f
     return n
 
 
-def _try_lock(path: Path) -> int | None:
-    """Open and exclusively flock `path` (created if missing); the fd, or None if a live process holds it.
+def _try_lock(path: Path, create: bool = True) -> int | None:
+    """Open and exclusively flock `path`; the fd, or None if a live process holds it (or, with create=False,
+    if the file is gone).
 
     After locking, the path must still name the file we locked: a cleaner may have unlinked it meanwhile.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -72,7 +80,7 @@ def _try_lock(path: Path) -> int | None:
         same = False
     if not same:
         os.close(fd)
-        return _try_lock(path)
+        return _try_lock(path, create)
     return fd
 
 
@@ -85,9 +93,10 @@ def clean_stale(base: Path) -> list[str]:
         match = _LOCK_RE.match(lock.name)
         if not match:
             continue
-        fd = _try_lock(lock)
+        # No O_CREAT here: a cleaner must never bring back a lock file its owner has just removed.
+        fd = _try_lock(lock, create=False)
         if fd is None:
-            continue  # a live publisher owns it
+            continue  # a live publisher owns it, or it is gone
         try:
             tmp = base / f"{TMP_PREFIX}{match.group(1)}"
             if tmp.exists():
@@ -153,6 +162,11 @@ def claim_version(base: Path, version: int | None = None) -> Claim:
         lock_path = base / f"{TMP_PREFIX}{candidate}{LOCK_SUFFIX}"
         try:
             fd = _try_lock(lock_path)
+            if fd is None:
+                # Another run's clean_stale may hold a fresh lock file for a moment while it checks it;
+                # a real owner holds it for minutes. Look again before giving the number up.
+                time.sleep(LOCK_RETRY_S)
+                fd = _try_lock(lock_path)
         except OSError as exc:
             raise PublishError(f"cannot create {lock_path}: {exc.strerror or exc}") from exc
         if fd is None:
