@@ -56,7 +56,7 @@ def test_data_follows_mnist_data_like_the_makefile(monkeypatch, tmp_path):
 
 def test_make_knobs_become_cli_flags():
     result = subprocess.run(
-        ["make", "-n", "demo-rollback", "DEMO_EXIT=1", "RETRAIN=1", "DEMO_PORT=9123"],
+        ["make", "--no-print-directory", "-n", "demo-rollback", "DEMO_EXIT=1", "RETRAIN=1", "DEMO_PORT=9123"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -67,7 +67,7 @@ def test_make_knobs_become_cli_flags():
     assert "-m scripts.demo rollback" in command
     assert "--port 9123" in command and "--exit" in command and "--retrain" in command
     plain = (
-        subprocess.run(["make", "-n", "demo", "DEMO_EXIT=0"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        subprocess.run(["make", "--no-print-directory", "-n", "demo", "DEMO_EXIT=0"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
         .stdout.strip()
         .splitlines()[-1]
     )

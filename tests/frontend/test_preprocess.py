@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from frontend.errors import InvalidImage, InvalidInput, PayloadTooLarge
 from frontend.preprocess import image_to_mnist, instances_to_array, mnist_normalize
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
@@ -137,6 +137,7 @@ def test_any_bytes_give_an_mnist_array_or_a_client_error(data):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hnp.arrays(np.uint8, st.tuples(st.integers(1, 80), st.integers(1, 80))), st.sampled_from(["png", "jpeg"]))
+@example(np.array([[1] + [0] * 11 + [33]], dtype=np.uint8), "png")  # faint left pixel, mass at the right: clamped
 def test_any_picture_gives_a_valid_array_or_blank_error(pixels, kind):
     data = png_bytes(pixels) if kind == "png" else jpeg_bytes(pixels)
     try:
@@ -147,7 +148,10 @@ def test_any_picture_gives_a_valid_array_or_blank_error(pixels, kind):
     assert out.shape == (28, 28, 1)
     assert out.min() >= 0.0 and out.max() <= 1.0
     cy, cx = centre_of_mass(out[..., 0])
-    assert abs(cy - 14) <= 4 and abs(cx - 14) <= 4  # clamping at the border may pull it off a little
+    # Centring by mass keeps the 20x20 patch inside the 28x28 frame: where the mass sits near one edge of a wide
+    # patch, the shift is clamped, and the centre can end up to 6 px off (patch side 20: offset in [0, 8], mass
+    # anywhere in [0, 19]). Unclamped, it is within rounding of the centre.
+    assert abs(cy - 14) <= 6 and abs(cx - 14) <= 6
 
 
 JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
