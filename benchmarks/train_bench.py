@@ -52,7 +52,7 @@ def throughput(data, config: TrainConfig, steps: int, rounds: int) -> dict:
     compile_model(pipe_model, config, total)
     compile_model(mem_model, config, total)
     pipeline = build_inputs(config, x, y)
-    pipe_fit = {"x": pipeline, "steps_per_epoch": steps, "epochs": 1}
+    pipe_fit = {"x": pipeline, "steps_per_epoch": steps, "epochs": 1, "shuffle": False}
     mem_fit = {"x": x_mem, "y": y_mem, "batch_size": config.batch_size, "epochs": 1, "shuffle": True}
     timed_fit(pipe_model, {**pipe_fit, "steps_per_epoch": 5}, 5 * config.batch_size)  # compile, warm up
     timed_fit(mem_model, {**mem_fit, "x": x_mem[:5 * config.batch_size], "y": y_mem[:5 * config.batch_size]},
