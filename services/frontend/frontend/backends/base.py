@@ -43,6 +43,13 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def missing_from(available: set[int], wanted: set[int]) -> set[int]:
+    """`Backend.missing_versions` for a server that reports which versions are AVAILABLE (TF Serving)."""
+    if not wanted:
+        return set() if available else {0}
+    return wanted - available
+
+
 def check_result(probabilities: np.ndarray, digits: np.ndarray, count: int, version: int) -> BackendResult:
     """Shape-check what came back, so a misbehaving backend is a 502 and not a confusing answer."""
     probabilities = np.asarray(probabilities, dtype=np.float32)

@@ -20,6 +20,7 @@ from frontend.backends.base import (
     SIGNATURE,
     BackendResult,
     check_result,
+    missing_from,
 )
 from frontend.errors import BackendError, BackendTimeout, BackendUnavailable
 from frontend.tfs_protos import messages as tfs
@@ -130,10 +131,7 @@ class GrpcBackend:
         return {int(s.version) for s in response.model_version_status if s.state == tfs.STATE_AVAILABLE}
 
     def missing_versions(self, wanted: set[int], timeout_s: float) -> set[int]:
-        available = self.available_versions(timeout_s)
-        if not wanted:
-            return set() if available else {0}
-        return wanted - available
+        return missing_from(self.available_versions(timeout_s), wanted)
 
     def close(self) -> None:
         if self._channel is not None and self._pid == os.getpid():

@@ -19,6 +19,7 @@ from frontend.backends.base import (
     SIGNATURE,
     BackendResult,
     check_result,
+    missing_from,
 )
 from frontend.errors import BackendError, BackendTimeout, BackendUnavailable
 
@@ -121,10 +122,7 @@ class RestBackend:
         return check_result(probabilities, digits, len(images), version)
 
     def missing_versions(self, wanted: set[int], timeout_s: float) -> set[int]:
-        available = self.available_versions(timeout_s)
-        if not wanted:
-            return set() if available else {0}
-        return wanted - available
+        return missing_from(self.available_versions(timeout_s), wanted)
 
     def close(self) -> None:
         session = getattr(self._local, "session", None)
