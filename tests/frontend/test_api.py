@@ -29,6 +29,10 @@ def test_predict_instances_answers_every_image_with_version_route_and_request_id
     assert body["version"] == max(good_models.versions)  # no routing file: the latest version
     assert response.headers["X-Request-Id"] == body["request_id"]
     assert response.headers["X-Model-Version"] == str(body["version"])
+    timing = dict(part.split(";dur=") for part in response.headers["Server-Timing"].split(", "))
+    assert set(timing) == {"preprocess", "predict", "app"}
+    assert 0 <= float(timing["predict"]) <= float(timing["app"]) and float(timing["preprocess"]) >= 0
+    assert response.headers.getlist("X-Content-Type-Options") == ["nosniff"]  # appended once, not duplicated
     predictions = body["predictions"]
     assert len(predictions) == len(images)
     for p in predictions:

@@ -38,6 +38,7 @@ def predict() -> Response:
     started = time.perf_counter()
     images = parse_predict(request.content_type, body, files, limits)
     outcome = Outcome(timings={"preprocess": time.perf_counter() - started})
+    g.outcome = outcome
     decision = state.predictor.route(request.headers.get)
     g.decision = decision
     result = state.predictor.predict(images, decision, outcome)

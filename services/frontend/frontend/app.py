@@ -30,6 +30,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
                                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 }
+SECURITY_HEADER_ITEMS = list(SECURITY_HEADERS.items())
 
 
 class OrjsonProvider(DefaultJSONProvider):
@@ -74,20 +75,33 @@ def _start_request() -> None:
 
 
 def _finish_request(response: Response) -> Response:
+    # These names are set nowhere else, so they are appended in one go (werkzeug's `headers[name] = value`
+    # would scan the whole header list once per header).
+    added: list[tuple[str, str]] = []
     request_id = getattr(g, "request_id", None)
     if request_id:
-        response.headers["X-Request-Id"] = request_id
+        added.append(("X-Request-Id", request_id))
     version = getattr(g, "version", None)
     if version is not None:
-        response.headers["X-Model-Version"] = str(version)
+        added.append(("X-Model-Version", str(version)))
     decision = getattr(g, "decision", None)
     if decision is not None:
-        response.headers["X-Model-Route"] = decision.route
+        added.append(("X-Model-Route", decision.route))
+    outcome = getattr(g, "outcome", None)
+    if outcome is not None:
+        added.append(("Server-Timing", server_timing(outcome.timings, time.perf_counter() - g.started)))
     if request.endpoint == PREDICT_ENDPOINT:
         _count_prediction(response.status_code, decision, version)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    response.headers.extend(added + SECURITY_HEADER_ITEMS)
     return compression.compress_response(request, response)
+
+
+def server_timing(timings: dict[str, float], total_s: float) -> str:
+    """W3C Server-Timing: the frontend's stages and its whole time in the app, in ms (browsers' devtools show it;
+    `app` minus `predict` is what the frontend itself adds)."""
+    parts = [f"{name};dur={seconds * 1000:.3f}" for name, seconds in timings.items()]
+    parts.append(f"app;dur={total_s * 1000:.3f}")
+    return ", ".join(parts)
 
 
 def _count_prediction(status: int, decision: Any, version: int | None) -> None:

@@ -65,7 +65,10 @@ def build_spec(max_batch: int = 64) -> dict[str, Any]:
                 "responses": {
                     "200": {"description": "One prediction per image",
                             "headers": {"X-Request-Id": {"schema": {"type": "string"}},
-                                        "X-Model-Version": {"schema": {"type": "string"}}},
+                                        "X-Model-Version": {"schema": {"type": "string"}},
+                                        "X-Model-Route": {"schema": {"type": "string"}},
+                                        "Server-Timing": {"description": "preprocess, predict and app durations in ms",
+                                                          "schema": {"type": "string"}}},
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}}},
                     **_COMMON_ERRORS,
                     "502": _error_response("The backend failed"),
