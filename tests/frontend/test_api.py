@@ -81,6 +81,11 @@ def test_routing_file_picks_exact_versions_and_reloads_without_restart(make_app,
     assert (first.json["version"], first.json["route"]) == (1, "stable")
     assert metric_value(client.get("/metrics").text, "mnist_frontend_routing_generation", model="mnist") == 3
     write_json_atomically(path, routing([(1, "stable", 0), (2, "canary", 100)], generation=4))
+    # The embedded backend loads version 2 before the new config is used; meanwhile requests keep version 1.
+    state = app.extensions["mnist_frontend"]
+    during = client.post("/v1/predict", json=payload)
+    state.routing.preparing.join(60)
+    assert during.json["version"] in (1, 2) and 2 in state.backend._loaded
     second = client.post("/v1/predict", json=payload)
     assert (second.json["version"], second.json["route"]) == (2, "canary")
     path.write_text("{broken")

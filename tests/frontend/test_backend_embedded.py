@@ -52,3 +52,12 @@ def test_empty_model_dir_is_unavailable(tmp_path):
         assert backend.missing_versions(set(), 5) == {0}
     finally:
         backend.close()
+
+
+def test_prepare_loads_and_runs_versions_and_skips_missing_ones(good_models):
+    backend = EmbeddedBackend(str(good_models.base_path))
+    try:
+        backend.prepare({1, 2, 99})  # 99 does not exist: readiness and requests report it, prepare does not fail
+        assert set(backend._loaded) == {1, 2}
+    finally:
+        backend.close()

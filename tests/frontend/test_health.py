@@ -12,10 +12,13 @@ def test_healthz_is_always_ok(client):
 def test_readyz_follows_the_routed_versions(make_app, good_models, tmp_path):
     path = tmp_path / "routing.json"
     write_json_atomically(path, routing([(1, "stable", 90), (2, "canary", 10)], generation=5))
-    client = make_app(MODEL_BASE_PATH=str(good_models.base_path), ROUTING_FILE=str(path)).test_client()
+    app = make_app(MODEL_BASE_PATH=str(good_models.base_path), ROUTING_FILE=str(path))
+    client = app.test_client()
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json["versions"] == [1, 2] and ready.json["routing_generation"] == 5
     write_json_atomically(path, routing([(1, "stable", 90), (8, "canary", 10)], generation=6))
+    client.get("/readyz")  # notices generation 6; the embedded backend prepares it before it is used
+    app.extensions["mnist_frontend"].routing.preparing.join(60)
     not_ready = client.get("/readyz")
     assert not_ready.status_code == 503 and not_ready.json["missing_versions"] == [8]
     assert not_ready.json["error"]["code"] == "versions_unavailable"

@@ -5,6 +5,11 @@ Cheap enough to call on every request: at most once per `check_interval_s` it st
 symlink, which changes the inode even when mtime does not; stat() follows the link, so both are seen.
 A parse failure keeps the previous value, logs once per change and calls `on_error`.
 The value is swapped atomically (one attribute assignment), so readers never see half a config.
+
+With `prepare`, a new value is made ready before anyone sees it: the routing file's `prepare` loads the model
+versions it routes to, so no request waits on a model load. At start (the first read) it runs inline; later
+changes are prepared on a background thread while readers keep the previous value, and a value is adopted only
+if no newer version of the file was read meanwhile.
 """
 
 from __future__ import annotations
@@ -25,13 +30,16 @@ T = TypeVar("T")
 class ReloadingFile(Generic[T]):
     def __init__(self, path: str, parse: Callable[[bytes], T], *, check_interval_s: float = 1.0,
                  on_load: Callable[[T], None] | None = None, on_error: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 prepare: Callable[[T], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
         self._parse = parse
         self._interval = check_interval_s
         self._on_load = on_load
         self._on_error = on_error
+        self._prepare = prepare
         self._clock = clock
+        self._read_count = 0  # which read of the file a background preparation belongs to
+        self.preparing: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._next_check = 0.0
@@ -69,12 +77,36 @@ class ReloadingFile(Generic[T]):
                 self._fail(stamp, f"{self.path}: {exc.message}")
                 return
             self._stamp = stamp
-            self.value = value
             self.last_error = None
-            if self._on_load is not None:
-                self._on_load(value)
+            self._read_count += 1
+            if self._prepare is None:
+                self._adopt(value)
+            elif force:  # the first read (or an explicit one): nobody has a value to go on with meanwhile
+                self._run_prepare(value)
+                self._adopt(value)
+            else:
+                self.preparing = threading.Thread(target=self._prepare_then_adopt, args=(value, self._read_count),
+                                                  name="prepare-" + os.path.basename(self.path), daemon=True)
+                self.preparing.start()
         finally:
             self._lock.release()
+
+    def _run_prepare(self, value: T) -> None:
+        try:
+            self._prepare(value)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - a value that could not be warmed up is still the configured one
+            log.exception("preparing %s failed; using it anyway", self.path)
+
+    def _prepare_then_adopt(self, value: T, read: int) -> None:
+        self._run_prepare(value)
+        with self._lock:
+            if read == self._read_count:  # a newer read has its own preparation under way: it wins
+                self._adopt(value)
+
+    def _adopt(self, value: T) -> None:
+        self.value = value
+        if self._on_load is not None:
+            self._on_load(value)
 
     def _fail(self, stamp: tuple, message: str) -> None:
         # Count and log each bad version of the file once, not on every check.

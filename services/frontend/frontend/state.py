@@ -77,9 +77,11 @@ def init_state(app: Flask, backend: Backend | None = None) -> FrontendState:
 
     routing = None
     if config.get("ROUTING_FILE"):
+        warm_up = getattr(backend, "prepare", None)
         routing = ReloadingFile(config["ROUTING_FILE"], lambda data: parse_routing_text(data, model),
                                 check_interval_s=config["ROUTING_CHECK_S"], on_load=routing_loaded,
-                                on_error=lambda _: metrics.routing_reload_errors.labels(model).inc())
+                                on_error=lambda _: metrics.routing_reload_errors.labels(model).inc(),
+                                prepare=(lambda routing: warm_up(routing.versions)) if warm_up else None)
     api_keys = None
     if config.get("API_KEYS_FILE"):
         api_keys = ReloadingFile(config["API_KEYS_FILE"], parse_key_file, check_interval_s=config["ROUTING_CHECK_S"],

@@ -42,6 +42,9 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
+    # Optional: `prepare(versions: set[int]) -> None`, for a backend that loads models itself (embedded). The
+    # routing file calls it before a config naming those versions is used. TF Serving loads versions on its own.
+
 
 def missing_from(available: set[int], wanted: set[int]) -> set[int]:
     """`Backend.missing_versions` for a server that reports which versions are AVAILABLE (TF Serving)."""
