@@ -108,7 +108,7 @@ def render_summary(state: DemoState, expected_phase: str) -> list[str]:
             f"  {'v' + str(version):<8}{role_of(state, version):<11}{int(stats.requests):>9}{int(stats.errors):>9}"
             f"{_pct(stats.accuracy):>10}{_ms(stats.p99_seconds):>10}{weight_of(state.routes, version):>7}%"
         )
-    lines.append("  (p99 over the whole run, each version's first-request model load included)")
+    lines.append("  (p99 over the whole run)")
     traffic = state.traffic
     answered = sum(traffic.statuses.values())
     lines.append(
