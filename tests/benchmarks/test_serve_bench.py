@@ -65,44 +65,38 @@ class TinyServer:
                                  f"Server-Timing: predict;dur=1.5, app;dur=2.25\r\n\r\n".encode() + body)
                     answered += 1
 
-    def close(self) -> None:
+    def __enter__(self) -> TinyServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.listener.close()
 
 
 def test_raw_caller_sends_the_body_and_returns_the_header_block(bench):
-    server = TinyServer()
-    try:
+    with TinyServer() as server:
         call = bench.raw_http_caller(server.port, b'{"instances": [1]}')
         head = call()
         call()
         call.close()
         assert server.requests == [b'{"instances": [1]}'] * 2 and server.connections == 1  # kept alive
         assert bench.server_timing(head) == {"predict": 1.5, "app": 2.25}
-    finally:
-        server.close()
 
 
 def test_raw_caller_reconnects_once_when_the_server_closed_an_idle_connection(bench):
-    server = TinyServer(close_after=1)
-    try:
+    with TinyServer(close_after=1) as server:
         call = bench.raw_http_caller(server.port, b"{}")
         call()
         call()
         call.close()
         assert len(server.requests) == 2 and server.connections == 2
-    finally:
-        server.close()
 
 
 def test_raw_caller_raises_on_an_error_status(bench):
-    server = TinyServer(status=503)
-    try:
+    with TinyServer(status=503) as server:
         call = bench.raw_http_caller(server.port, b"{}")
         with pytest.raises(RuntimeError, match="503"):
             call()
         call.close()
-    finally:
-        server.close()
 
 
 def test_server_timing_absent_is_empty(bench):
@@ -119,50 +113,44 @@ def test_cpu_set_parses_and_checks_against_the_allowed_cpus(bench, monkeypatch):
         bench.cpu_set("a")
 
 
+class FakeTime:
+    """Stands in for the benchmark's `time`: sleeps are recorded, calls advance a clock by what they "take"."""
+
+    def __init__(self, bench, monkeypatch) -> None:
+        self.order: list[str] = []
+        self.now = 0.0
+        monkeypatch.setattr(bench.time, "sleep", lambda s: self.order.append("pause"))
+        monkeypatch.setattr(bench.time, "perf_counter", lambda: self.now)
+
+    def call(self, name: str, seconds: float, answer: str | None = None):
+        def run():
+            self.order.append(name)
+            self.now += seconds
+            return answer
+
+        return run
+
+
 def test_paced_pairs_alternates_calls_and_reports_the_breakdown(bench, monkeypatch):
-    order: list[str] = []
-    clock = [0.0]
-    monkeypatch.setattr(bench.time, "sleep", lambda s: order.append("pause"))
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
-
-    def direct() -> None:
-        order.append("direct")
-        clock[0] += 0.004
-
-    def via() -> str:
-        order.append("via")
-        clock[0] += 0.006
-        return "HTTP/1.1 200 OK\r\nServer-Timing: predict;dur=4.0, app;dur=5.0"
-
-    result = bench.paced_pairs(direct, via, pace_s=0.005, pairs=3, warmup=1)
-    assert order == ["direct", "via"] + ["pause", "direct", "pause", "via"] * 3
+    fake = FakeTime(bench, monkeypatch)
+    via = fake.call("via", 0.006, "HTTP/1.1 200 OK\r\nServer-Timing: predict;dur=4.0, app;dur=5.0")
+    result = bench.paced_pairs(fake.call("direct", 0.004), via, pace_s=0.005, pairs=3, warmup=1)
+    assert fake.order == ["direct", "via"] + ["pause", "direct", "pause", "via"] * 3
     assert result["direct_p50_ms"] == pytest.approx(4.0) and result["frontend_p50_ms"] == pytest.approx(6.0)
     assert result["p50_overhead_ms"] == pytest.approx(2.0)
     assert result["app_own_p50_ms"] == pytest.approx(1.0) and result["http_p50_ms"] == pytest.approx(1.0)
 
 
 def test_paced_calls_pause_before_each_call(bench, monkeypatch):
-    order: list[str] = []
-    clock = [0.0]
-    monkeypatch.setattr(bench.time, "sleep", lambda s: order.append("pause"))
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
-
-    def call() -> None:
-        order.append("call")
-        clock[0] += 0.001
-
-    assert bench.paced_calls(call, 0.005, 3, warmup=2) == pytest.approx(1.0)
-    assert order == ["call", "call"] + ["pause", "call"] * 3
-
+    fake = FakeTime(bench, monkeypatch)
+    assert bench.paced_calls(fake.call("call", 0.001), 0.005, 3, warmup=2) == pytest.approx(1.0)
+    assert fake.order == ["call", "call"] + ["pause", "call"] * 3
 
 
 def test_raw_caller_can_send_a_get_without_a_body(bench):
-    server = TinyServer()
-    try:
+    with TinyServer() as server:
         call = bench.raw_http_caller(server.port, b"", "GET", "/healthz")
         call()
         call.close()
         assert server.heads[0].startswith(b"GET /healthz HTTP/1.1\r\n") and b"Content-Length" not in server.heads[0]
         assert server.requests == [b""]
-    finally:
-        server.close()
