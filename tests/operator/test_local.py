@@ -16,6 +16,23 @@ from mnist_operator.local import LocalError, LocalOptions, atomic_write, load_ro
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def fake_store(tmp_path: Path, versions: tuple[int, ...]) -> Path:
+    """A model store whose versions pass the gate (test accuracy 0.97) without real SavedModels."""
+    store = tmp_path / "models" / "mnist"
+    for v in versions:
+        (store / str(v) / "assets.extra").mkdir(parents=True)
+        (store / str(v) / "saved_model.pb").write_bytes(b"")
+        (store / str(v) / "assets.extra" / "metrics.json").write_text(json.dumps({"test_accuracy": 0.97}))
+    return store
+
+
+def write_rollout(tmp_path: Path, name: str, spec: dict) -> Path:
+    rollout = tmp_path / "r.yaml"
+    rollout.write_text(yaml.safe_dump({"apiVersion": "ml.mnist-platform.dev/v1alpha1", "kind": "ModelRollout",
+                                       "metadata": {"name": name}, "spec": spec}))
+    return rollout
+
+
 def test_help_lists_both_commands_and_the_environment():
     out = subprocess.run([sys.executable, "-m", "mnist_operator.cli", "run", "--help"], capture_output=True,
                          text=True, check=True).stdout
@@ -73,16 +90,10 @@ def test_progress_line_shows_step_weights_and_numbers():
 
 def test_unreachable_metrics_hold_then_fail_with_exit_1_and_stable_restored(tmp_path, capsys):
     """No frontend at the metrics URL: the rollout holds (inconclusive), then fails after the timeout."""
-    store = tmp_path / "models" / "mnist"
-    for v in (1, 2):
-        (store / str(v) / "assets.extra").mkdir(parents=True)
-        (store / str(v) / "saved_model.pb").write_bytes(b"")
-        (store / str(v) / "assets.extra" / "metrics.json").write_text(json.dumps({"test_accuracy": 0.97}))
-    rollout = tmp_path / "r.yaml"
-    rollout.write_text(yaml.safe_dump({
-        "apiVersion": "ml.mnist-platform.dev/v1alpha1", "kind": "ModelRollout", "metadata": {"name": "t"},
-        "spec": {"model": "mnist", "candidateVersion": 2, "stableVersion": 1,
-                 "analysis": {"interval": "200ms", "inconclusiveTimeout": "1s", "routingTimeout": "300ms"}}}))
+    store = fake_store(tmp_path, (1, 2))
+    rollout = write_rollout(tmp_path, "t", {
+        "model": "mnist", "candidateVersion": 2, "stableVersion": 1,
+        "analysis": {"interval": "200ms", "inconclusiveTimeout": "1s", "routingTimeout": "300ms"}})
     routing, serving, status = tmp_path / "routing.json", tmp_path / "models.config", tmp_path / "status.json"
     out = io.StringIO()
     code = run_local(LocalOptions(rollout=rollout, routing_file=routing, serving_config=serving,
@@ -111,16 +122,10 @@ def test_model_store_defaults_to_the_base_path_in_the_serving_config_in_place(tm
 
 
 def test_local_mode_restarted_with_its_status_file_continues_without_a_traffic_jump(tmp_path, capsys):
-    store = tmp_path / "models" / "mnist"
-    for v in (1, 2):
-        (store / str(v) / "assets.extra").mkdir(parents=True)
-        (store / str(v) / "saved_model.pb").write_bytes(b"")
-        (store / str(v) / "assets.extra" / "metrics.json").write_text(json.dumps({"test_accuracy": 0.97}))
-    rollout = tmp_path / "r.yaml"
-    rollout.write_text(yaml.safe_dump({
-        "apiVersion": "ml.mnist-platform.dev/v1alpha1", "kind": "ModelRollout", "metadata": {"name": "t"},
-        "spec": {"model": "mnist", "candidateVersion": 2, "stableVersion": 1, "canary": {"steps": [25, 100]},
-                 "analysis": {"interval": "200ms", "inconclusiveTimeout": "1h"}}}))
+    store = fake_store(tmp_path, (1, 2))
+    rollout = write_rollout(tmp_path, "t", {
+        "model": "mnist", "candidateVersion": 2, "stableVersion": 1, "canary": {"steps": [25, 100]},
+        "analysis": {"interval": "200ms", "inconclusiveTimeout": "1h"}})
     routing, status = tmp_path / "routing.json", tmp_path / "status.json"
 
     def run(timeout_s: float) -> int:
@@ -142,14 +147,9 @@ def test_local_mode_restarted_with_its_status_file_continues_without_a_traffic_j
 
 def test_local_mode_with_nothing_served_yet_makes_the_candidate_the_initial_stable_version(tmp_path):
     """No routing file yet: the gate, then v2 alone, labelled stable and given all traffic; exit 0, InitialVersion."""
-    store = tmp_path / "models" / "mnist"
-    (store / "2" / "assets.extra").mkdir(parents=True)
-    (store / "2" / "saved_model.pb").write_bytes(b"")
-    (store / "2" / "assets.extra" / "metrics.json").write_text(json.dumps({"test_accuracy": 0.97}))
-    rollout = tmp_path / "r.yaml"
-    rollout.write_text(yaml.safe_dump({
-        "apiVersion": "ml.mnist-platform.dev/v1alpha1", "kind": "ModelRollout", "metadata": {"name": "first"},
-        "spec": {"model": "mnist", "candidateVersion": 2, "analysis": {"routingTimeout": "300ms"}}}))
+    store = fake_store(tmp_path, (2,))
+    rollout = write_rollout(tmp_path, "first", {"model": "mnist", "candidateVersion": 2,
+                                                "analysis": {"routingTimeout": "300ms"}})
     routing, serving, status = tmp_path / "routing.json", tmp_path / "models.config", tmp_path / "status.json"
     out = io.StringIO()
     code = run_local(LocalOptions(rollout=rollout, routing_file=routing, serving_config=serving,
