@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import requests
 from flask import Flask
 from frontend.app import create_app
 from frontend.state import get_state
+from werkzeug.serving import make_server
 
 
 @pytest.fixture
@@ -167,3 +169,15 @@ def frontend_factory(tmp_path):
     yield start
     for frontend in started:
         frontend.stop()
+
+
+@pytest.fixture
+def served_app(model_app) -> Iterator[str]:
+    """`model_app` on a free loopback port (werkzeug, threaded), for clients that need real HTTP: its base URL."""
+    assert model_app.test_client().get("/readyz").status_code == 200  # loads the model before the clock runs
+    server = make_server("127.0.0.1", 0, model_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 from tests.frontend.helpers import metric_value
 
@@ -16,18 +14,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture
-def page_url(model_app):
-    assert model_app.test_client().get("/readyz").status_code == 200
-    server = make_server("127.0.0.1", 0, model_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
-
-
-def test_draw_a_one_predict_and_send_feedback(page_url, tmp_path):
+def test_draw_a_one_predict_and_send_feedback(served_app, tmp_path):
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (mk/frontend.mk), or apt-get install chromium")
     from playwright.sync_api import sync_playwright
@@ -39,9 +26,9 @@ def test_draw_a_one_predict_and_send_feedback(page_url, tmp_path):
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
             external: list[str] = []
-            page.on("request", lambda r: None if r.url.startswith(page_url) or r.url.startswith("data:")
+            page.on("request", lambda r: None if r.url.startswith(served_app) or r.url.startswith("data:")
                     else external.append(r.url))
-            page.goto(page_url + "/")
+            page.goto(served_app + "/")
             box = page.locator("#pad").bounding_box()
             # A "1": one thick vertical stroke down the middle of the canvas.
             page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
@@ -64,5 +51,5 @@ def test_draw_a_one_predict_and_send_feedback(page_url, tmp_path):
             browser.close()
     import requests
 
-    metrics = requests.get(page_url + "/metrics", timeout=5).text
+    metrics = requests.get(served_app + "/metrics", timeout=5).text
     assert metric_value(metrics, "mnist_frontend_feedback_total", version="2", result="correct") == 1

@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 from frontend.client import main
-from werkzeug.serving import make_server
 
 from tests.frontend.helpers import png_bytes
-
-
-@pytest.fixture
-def served_app(model_app):
-    assert model_app.test_client().get("/readyz").status_code == 200  # loads the model before the clock runs
-    server = make_server("127.0.0.1", 0, model_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
