@@ -87,11 +87,15 @@ def _finish_request(response: Response) -> Response:
     decision = getattr(g, "decision", None)
     if decision is not None:
         added.append(("X-Model-Route", decision.route))
+    # One clock reading serves the Server-Timing header and the latency histogram. The view sets g.outcome as
+    # soon as the input parsed, before g.decision, so every routed request has it.
     outcome = getattr(g, "outcome", None)
+    elapsed_s = None
     if outcome is not None:
-        added.append(("Server-Timing", server_timing(outcome.timings, time.perf_counter() - g.started)))
+        elapsed_s = time.perf_counter() - g.started
+        added.append(("Server-Timing", server_timing(outcome.timings, elapsed_s)))
     if request.endpoint == PREDICT_ENDPOINT:
-        _count_prediction(response.status_code, decision, version)
+        _count_prediction(response.status_code, decision, version, elapsed_s)
     response.headers.extend(added + SECURITY_HEADER_ITEMS)
     return compression.compress_response(request, response)
 
@@ -104,7 +108,7 @@ def server_timing(timings: dict[str, float], total_s: float) -> str:
     return ", ".join(parts)
 
 
-def _count_prediction(status: int, decision: Any, version: int | None) -> None:
+def _count_prediction(status: int, decision: Any, version: int | None, elapsed_s: float | None) -> None:
     """One count per predict request, in one place, whatever path (success or any error) it took."""
     metrics = get_state().metrics
     outcome = "ok" if status < 400 else "client_error" if status < 500 else "backend_error"
@@ -113,5 +117,5 @@ def _count_prediction(status: int, decision: Any, version: int | None) -> None:
     else:
         shown = version if version is not None else decision.version
         labels = (metrics.model, "" if shown is None else str(shown), decision.route)
-        metrics.latency.labels(*labels).observe(time.perf_counter() - g.started)
+        metrics.latency.labels(*labels).observe(elapsed_s)
     metrics.predictions.labels(*labels, outcome).inc()
