@@ -34,10 +34,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 sys.path.insert(0, str(REPO))
 
 
@@ -122,43 +124,41 @@ def paced_pairs(direct: Callable[[], None], via: Callable[[], str], pace_s: floa
     for _ in range(warmup):
         direct()
         via()
-    direct_ms, via_ms, app_ms, predict_ms = [], [], [], []
+    direct_ms, via_ms = [], []
+    split = []  # (total, app, predict) ms of frontend calls whose answer carried Server-Timing
     for _ in range(pairs):
-        time.sleep(pace_s)
-        started = time.perf_counter()
-        direct()
-        direct_ms.append((time.perf_counter() - started) * 1000)
-        time.sleep(pace_s)
-        started = time.perf_counter()
-        head = via()
-        via_ms.append((time.perf_counter() - started) * 1000)
+        direct_ms.append(paced(direct, pace_s)[0])
+        total, head = paced(via, pace_s)
+        via_ms.append(total)
         timing = server_timing(head)
         if "app" in timing and "predict" in timing:
-            app_ms.append(timing["app"])
-            predict_ms.append(timing["predict"])
+            split.append((total, timing["app"], timing["predict"]))
     result = {"pairs": pairs, "pace_ms": pace_s * 1000, "direct_p50_ms": float(np.median(direct_ms)),
               "frontend_p50_ms": float(np.median(via_ms))}
     result["p50_overhead_ms"] = result["frontend_p50_ms"] - result["direct_p50_ms"]
-    if app_ms:
+    if split:
         # Where the frontend's time goes: its own code (app - predict) and the HTTP server + transport
         # (total - app), each the median of per-request differences.
-        result["app_own_p50_ms"] = float(np.median(np.subtract(app_ms, predict_ms)))
-        result["http_p50_ms"] = float(np.median(np.subtract(via_ms, app_ms)))
+        total_ms, app_ms, predict_ms = np.asarray(split).T
+        result["app_own_p50_ms"] = float(np.median(app_ms - predict_ms))
+        result["http_p50_ms"] = float(np.median(total_ms - app_ms))
         result["predict_in_frontend_p50_ms"] = float(np.median(predict_ms))
     return result
+
+
+def paced(call: Callable[[], T], pace_s: float) -> tuple[float, T]:
+    """Wait `pace_s`, then one timed call: (ms, what it returned)."""
+    time.sleep(pace_s)
+    started = time.perf_counter()
+    answer = call()
+    return (time.perf_counter() - started) * 1000, answer
 
 
 def paced_calls(call: Callable[[], object], pace_s: float, count: int, warmup: int = 10) -> float:
     """p50 ms of `count` calls, each after `pace_s` of quiet (as in paced_pairs)."""
     for _ in range(warmup):
         call()
-    latencies = []
-    for _ in range(count):
-        time.sleep(pace_s)
-        started = time.perf_counter()
-        call()
-        latencies.append((time.perf_counter() - started) * 1000)
-    return float(np.median(latencies))
+    return float(np.median([paced(call, pace_s)[0] for _ in range(count)]))
 
 
 def summarize(runs: list[dict]) -> dict[str, float]:
