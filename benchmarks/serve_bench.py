@@ -265,7 +265,10 @@ def raw_http_caller(port: int, body: bytes, method: str = "POST", path: str = "/
             return None
         buffer = b""
         while (end := buffer.find(b"\r\n\r\n")) < 0:
-            chunk = sock.recv(65536)
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:  # a server that closes with our request unread resets, not FINs
+                chunk = b""
             if not chunk:
                 if buffer:
                     raise RuntimeError("connection closed in the middle of an answer")
