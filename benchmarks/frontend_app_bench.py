@@ -1,0 +1,160 @@
+"""The frontend's own cost per request, in-process: no network, no model.
+
+The Flask app is called through its WSGI callable, as gunicorn calls it, with a backend that answers at once, so
+what is measured is the frontend's own work: request parsing and preprocessing, routing, the response, metrics
+(prometheus multiprocess mode, as under gunicorn) and the hooks. Per request kind it reports the wall-clock p50
+and the CPU per request, for calls back to back and for calls after a pause (`--pauses-ms`).
+
+The pause shows how much the machine itself slows code that has been idle for a few milliseconds (caches and
+branch predictors that other work has cooled). serve_bench.py's paced pairs run in that state, so its split of
+the frontend's time reads against these figures. Not part of `make test`; results in docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "services" / "frontend"))
+
+
+class InstantBackend:
+    """Answers every batch at once (digit 0, probability 0.1 each): the frontend's work is all that is left."""
+
+    kind = "instant"
+
+    def predict(self, images: np.ndarray, version: int | None, timeout_s: float):
+        from frontend.backends.base import BackendResult
+
+        count = len(images)
+        return BackendResult(version if version is not None else 1, np.full((count, 10), 0.1, np.float32),
+                             np.zeros(count, np.int64))
+
+    def missing_versions(self, wanted: set[int], timeout_s: float) -> set[int]:
+        return set()
+
+    def close(self) -> None:
+        pass
+
+
+def wsgi_call(app: Callable, method: str, path: str, body: bytes = b"",
+              content_type: str | None = None) -> Callable[[], int]:
+    """One request through the WSGI callable; returns the response's byte count, raises unless it is a 200."""
+    from werkzeug.test import EnvironBuilder
+
+    builder = EnvironBuilder(method=method, path=path, data=body, content_type=content_type)
+    try:
+        environ = builder.get_environ()
+    finally:
+        builder.close()
+
+    def call() -> int:
+        env = dict(environ)
+        env["wsgi.input"] = io.BytesIO(body)
+        status: list[str] = []
+        chunks = app(env, lambda line, headers, exc_info=None: status.append(line))
+        try:
+            size = sum(len(chunk) for chunk in chunks)
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+        if not status or not status[0].startswith("200"):
+            raise RuntimeError(f"{method} {path}: {status[:1]}")
+        return size
+
+    return call
+
+
+def measure(call: Callable[[], object], count: int, pause_s: float, warmup: int = 50,
+            sleep: Callable[[float], None] = time.sleep) -> dict[str, float]:
+    """p50 wall ms and mean CPU ms (this thread) of `count` calls, each after `pause_s` (0: back to back)."""
+    for _ in range(warmup):
+        call()
+    wall, cpu = [], []
+    for _ in range(count):
+        if pause_s > 0:
+            sleep(pause_s)
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        call()
+        cpu.append(time.thread_time() - started_cpu)
+        wall.append(time.perf_counter() - started)
+    return {"p50_ms": statistics.median(wall) * 1000, "cpu_ms": statistics.fmean(cpu) * 1000}
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), mode="L").save(out, format="PNG")
+    return out.getvalue()
+
+
+def requests_for(app: Callable, digits: np.ndarray) -> dict[str, Callable[[], int]]:
+    """The request kinds measured: the server floor (GET /healthz), JSON instances (1 and 32), one PNG."""
+    def instances(batch: int) -> bytes:
+        return json.dumps({"instances": digits[:batch].tolist()}).encode()
+
+    return {
+        "GET /healthz": wsgi_call(app, "GET", "/healthz"),
+        "predict JSON, 1 image": wsgi_call(app, "POST", "/v1/predict", instances(1), "application/json"),
+        "predict JSON, 32 images": wsgi_call(app, "POST", "/v1/predict", instances(32), "application/json"),
+        "predict PNG, 1 image": wsgi_call(app, "POST", "/v1/predict", png_bytes(digits[0]), "image/png"),
+    }
+
+
+def build_app(workdir: Path):
+    """The app as gunicorn builds it (multiprocess metrics), over a routing file that pins version 1."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(workdir)  # before prometheus_client is first imported
+    routing = workdir / "routing.json"
+    routing.write_text(json.dumps({"model": "mnist", "strategy": "single", "routes": [
+        {"version": 1, "label": "stable", "weight": 100}], "sticky_header": None, "shadow": None,
+        "rollout": None, "generation": 1}))
+    from frontend.app import create_app
+
+    return create_app({"ROUTING_FILE": str(routing)}, backend=InstantBackend())
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--data", default=os.environ.get("MNIST_DATA", str(REPO / "data" / "mnist.npz")))
+    parser.add_argument("--count", type=int, default=2000, help="timed requests per kind and pause")
+    parser.add_argument("--pauses-ms", default="0,5", help="pause before each request, ms (0: back to back)")
+    parser.add_argument("--json-out", help="also write the results here")
+    args = parser.parse_args(argv)
+    with np.load(args.data) as data:
+        digits = data["x_test"][:32]
+    workdir = Path(tempfile.mkdtemp(prefix="frontend-app-bench-"))
+    rows = []
+    try:
+        app = build_app(workdir)
+        for pause_ms in (float(p) for p in args.pauses_ms.split(",")):
+            for name, call in requests_for(app, digits).items():
+                row = {"request": name, "pause_ms": pause_ms, **measure(call, args.count, pause_ms / 1000)}
+                rows.append(row)
+                print(f"{name:24s} pause {pause_ms:4g} ms: p50 {row['p50_ms']:.3f} ms, CPU {row['cpu_ms']:.3f} ms "
+                      "per request", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("\n| request | pause before each | wall p50 ms | CPU ms per request |")
+    print("| --- | --- | --- | --- |")
+    for row in rows:
+        print(f"| {row['request']} | {row['pause_ms']:g} ms | {row['p50_ms']:.3f} | {row['cpu_ms']:.3f} |")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
