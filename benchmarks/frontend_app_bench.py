@@ -3,7 +3,8 @@
 The Flask app is called through its WSGI callable, as gunicorn calls it, with a backend that answers at once, so
 what is measured is the frontend's own work: request parsing and preprocessing, routing, the response, metrics
 (prometheus multiprocess mode, as under gunicorn) and the hooks. Per request kind it reports the wall-clock p50
-and the CPU per request, for calls back to back and for calls after a pause (`--pauses-ms`).
+and the CPU per request, for calls back to back and for calls after a pause (`--pauses-ms`), beside a fixed
+piece of C work as the machine's reference.
 
 The pause shows how much the machine itself slows code that has been idle for a few milliseconds (caches and
 branch predictors that other work has cooled). serve_bench.py's paced pairs run in that state, so its split of
@@ -13,6 +14,7 @@ the frontend's time reads against these figures. Not part of `make test`; result
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -101,8 +103,17 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def requests_for(app: Callable, digits: np.ndarray) -> dict[str, Callable[[], int]]:
-    """The request kinds measured: the server floor (GET /healthz), JSON instances (1 and 32), one PNG."""
+def reference_work() -> Callable[[], object]:
+    """A fixed piece of C work with no Python in its loop (SHA-256 of 200 KB, a 200x200 matrix product): how
+    much a pause slows it shows what the machine does to idle code, apart from the frontend."""
+    data = np.random.default_rng(0).bytes(200_000)
+    matrix = np.random.default_rng(1).random((200, 200))
+    return lambda: (hashlib.sha256(data).digest(), float((matrix @ matrix).sum()))
+
+
+def requests_for(app: Callable, digits: np.ndarray) -> dict[str, Callable[[], object]]:
+    """The request kinds measured: the server floor (GET /healthz), JSON instances (1 and 32), one PNG, and the
+    machine's reference work."""
     def instances(batch: int) -> bytes:
         return json.dumps({"instances": digits[:batch].tolist()}).encode()
 
@@ -111,6 +122,7 @@ def requests_for(app: Callable, digits: np.ndarray) -> dict[str, Callable[[], in
         "predict JSON, 1 image": wsgi_call(app, "POST", "/v1/predict", instances(1), "application/json"),
         "predict JSON, 32 images": wsgi_call(app, "POST", "/v1/predict", instances(32), "application/json"),
         "predict PNG, 1 image": wsgi_call(app, "POST", "/v1/predict", png_bytes(digits[0]), "image/png"),
+        "reference C work": reference_work(),
     }
 
 

@@ -1,11 +1,11 @@
-# Frontend targets (services/frontend, tests/frontend, benchmarks/serve_bench.py). See docs/FRONTEND.md.
+# Frontend targets (services/frontend, tests/frontend, benchmarks/serve_bench.py and frontend_app_bench.py). See docs/FRONTEND.md.
 
 CHROMIUM ?= /usr/bin/chromium
 FRONTEND_BENCH_ARGS ?=
 
 TEST_DEPS += chromium
 
-.PHONY: chromium frontend-protos frontend-serve frontend-bench
+.PHONY: chromium frontend-protos frontend-serve frontend-bench frontend-app-bench
 
 chromium: ## install Debian's chromium for the page's browser test (idempotent; needs root or sudo)
 	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
@@ -24,3 +24,6 @@ frontend-serve: $(STAMP) ## run the frontend on :8080 with the embedded backend 
 
 frontend-bench: $(STAMP) $(MNIST_DATA) ## serving benchmark (not part of make test): see docs/BENCHMARKS.md
 	@$(PY) benchmarks/serve_bench.py $(FRONTEND_BENCH_ARGS)
+
+frontend-app-bench: $(STAMP) $(MNIST_DATA) ## the frontend's own cost per request, in-process (not part of make test)
+	@$(PY) benchmarks/frontend_app_bench.py

@@ -67,6 +67,7 @@ def test_a_short_run_measures_every_request_kind_through_the_real_app(tmp_path):
     rows = json.loads(out.read_text())
     assert [(row["request"], row["pause_ms"]) for row in rows] == [
         (name, pause) for pause in (0.0, 1.0) for name in
-        ("GET /healthz", "predict JSON, 1 image", "predict JSON, 32 images", "predict PNG, 1 image")]
+        ("GET /healthz", "predict JSON, 1 image", "predict JSON, 32 images", "predict PNG, 1 image",
+                     "reference C work")]
     assert all(row["p50_ms"] > 0 and row["cpu_ms"] >= 0 for row in rows)
     assert "| predict JSON, 1 image | 1 ms |" in done.stdout
