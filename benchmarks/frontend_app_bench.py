@@ -14,6 +14,7 @@ the frontend's time reads against these figures. Not part of `make test`; result
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import io
 import json
@@ -126,46 +127,109 @@ def requests_for(app: Callable, digits: np.ndarray) -> dict[str, Callable[[], ob
     }
 
 
-def build_app(workdir: Path):
-    """The app as gunicorn builds it (multiprocess metrics), over a routing file that pins version 1."""
+def gc_profile(call: Callable[[], object], requests: int) -> dict[str, float]:
+    """`requests` calls, counting the garbage collector's full (generation 2) passes they set off and how long
+    those held the process; then the cost of one full pass now, timed directly, and what it has to scan."""
+    passes: list[float] = []
+    began = [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                began[0] = time.perf_counter()
+            else:
+                passes.append((time.perf_counter() - began[0]) * 1000)
+
+    gc.callbacks.append(on_gc)
+    try:
+        for _ in range(requests):
+            call()
+    finally:
+        gc.callbacks.remove(on_gc)
+    started = time.perf_counter()
+    gc.collect()
+    return {"requests": requests, "full_passes": len(passes), "longest_pass_ms": max(passes, default=0.0),
+            "full_pass_now_ms": (time.perf_counter() - started) * 1000, "tracked_objects": len(gc.get_objects())}
+
+
+def build_app(workdir: Path, backend: object, version: int):
+    """The app as gunicorn builds it (multiprocess metrics), over a routing file that pins `version`."""
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(workdir)  # before prometheus_client is first imported
     routing = workdir / "routing.json"
     routing.write_text(json.dumps({"model": "mnist", "strategy": "single", "routes": [
-        {"version": 1, "label": "stable", "weight": 100}], "sticky_header": None, "shadow": None,
+        {"version": version, "label": "stable", "weight": 100}], "sticky_header": None, "shadow": None,
         "rollout": None, "generation": 1}))
     from frontend.app import create_app
 
-    return create_app({"ROUTING_FILE": str(routing)}, backend=InstantBackend())
+    return create_app({"ROUTING_FILE": str(routing)}, backend=backend)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def make_backend(kind: str, model_base_path: str) -> tuple[object, int]:
+    """The backend and the version to route to: instant (version 1), or embedded over the newest version."""
+    if kind == "instant":
+        return InstantBackend(), 1
+    base = Path(model_base_path)
+    versions = sorted(int(p.name) for p in base.iterdir() if p.name.isdigit()) if base.is_dir() else []
+    if not versions:
+        raise SystemExit(f"frontend_app_bench: no model versions in {base}; train one (make demo) or pass "
+                         "--model-base-path")
+    from frontend.backends.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(str(base)), versions[-1]
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--data", default=os.environ.get("MNIST_DATA", str(REPO / "data" / "mnist.npz")))
-    parser.add_argument("--count", type=int, default=2000, help="timed requests per kind and pause")
+    parser.add_argument("--backend", choices=("instant", "embedded"), default="instant",
+                        help="instant: the frontend's work alone; embedded: TensorFlow and a model in the process")
+    parser.add_argument("--model-base-path", default=str(REPO / "models" / "mnist"),
+                        help="SavedModel versions for --backend embedded (default: models/mnist from make demo)")
+    parser.add_argument("--count", type=int, default=2000, help="timed requests per kind and pause (0: none)")
     parser.add_argument("--pauses-ms", default="0,5", help="pause before each request, ms (0: back to back)")
+    parser.add_argument("--gc-requests", type=int, default=0,
+                        help="then this many single-image predictions before and after gc.freeze(), as each "
+                             "gunicorn worker does once it has loaded the app (0: skip)")
     parser.add_argument("--json-out", help="also write the results here")
     args = parser.parse_args(argv)
     with np.load(args.data) as data:
         digits = data["x_test"][:32]
     workdir = Path(tempfile.mkdtemp(prefix="frontend-app-bench-"))
-    rows = []
+    rows, collector = [], []
+    backend, version = make_backend(args.backend, args.model_base_path)
     try:
-        app = build_app(workdir)
-        for pause_ms in (float(p) for p in args.pauses_ms.split(",")):
-            for name, call in requests_for(app, digits).items():
+        app = build_app(workdir, backend, version)
+        calls = requests_for(app, digits)
+        for pause_ms in (float(p) for p in args.pauses_ms.split(",")) if args.count > 0 else ():
+            for name, call in calls.items():
                 row = {"request": name, "pause_ms": pause_ms, **measure(call, args.count, pause_ms / 1000)}
                 rows.append(row)
                 print(f"{name:24s} pause {pause_ms:4g} ms: p50 {row['p50_ms']:.3f} ms, CPU {row['cpu_ms']:.3f} ms "
                       "per request", flush=True)
+        if args.gc_requests > 0:
+            for frozen in (False, True):
+                if frozen:
+                    gc.freeze()
+                collector.append({"frozen": frozen, **gc_profile(calls["predict JSON, 1 image"], args.gc_requests)})
     finally:
+        backend.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    print("\n| request | pause before each | wall p50 ms | CPU ms per request |")
-    print("| --- | --- | --- | --- |")
-    for row in rows:
-        print(f"| {row['request']} | {row['pause_ms']:g} ms | {row['p50_ms']:.3f} | {row['cpu_ms']:.3f} |")
+    if rows:
+        print(f"\n| request | pause before each | wall p50 ms | CPU ms per request |  ({args.backend} backend)")
+        print("| --- | --- | --- | --- |")
+        for row in rows:
+            print(f"| {row['request']} | {row['pause_ms']:g} ms | {row['p50_ms']:.3f} | {row['cpu_ms']:.3f} |")
+    if collector:
+        print(f"\n| gc.freeze() | requests | full passes they set off | longest ms | one full pass now, ms "
+              f"| objects it scans |  ({args.backend} backend)")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for row in collector:
+            print(f"| {'after' if row['frozen'] else 'before'} | {row['requests']} | {row['full_passes']} | "
+                  f"{row['longest_pass_ms']:.1f} | {row['full_pass_now_ms']:.1f} | {row['tracked_objects']} |")
+    results = {"backend": args.backend, "timings": rows, "gc": collector}
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(rows, indent=2))
-    return rows
+        Path(args.json_out).write_text(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":

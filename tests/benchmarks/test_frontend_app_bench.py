@@ -54,20 +54,41 @@ def test_wsgi_call_returns_the_body_size_and_refuses_a_failed_request(bench):
         bench.wsgi_call(app, "GET", "/missing")()
 
 
+def test_gc_profile_counts_full_passes_and_times_one(bench):
+    import gc
+
+    result = bench.gc_profile(gc.collect, requests=3)  # each "request" is one full pass
+    assert result["requests"] == 3 and result["full_passes"] == 3 and result["longest_pass_ms"] > 0
+    assert result["full_pass_now_ms"] > 0 and result["tracked_objects"] > 0
+    assert bench.gc_profile(lambda: None, requests=3)["full_passes"] == 0
+    assert not [cb for cb in gc.callbacks if getattr(cb, "__name__", "") == "on_gc"]  # its hook is removed
+
+
 def test_a_short_run_measures_every_request_kind_through_the_real_app(tmp_path):
     rng = np.random.default_rng(0)
     digits = np.zeros((32, 28, 28), np.uint8)
     digits[:, 8:20, 12:16] = rng.integers(128, 256, size=(32, 12, 4))  # a stroke, so the PNG holds a digit
     np.savez(tmp_path / "mnist.npz", x_test=digits, y_test=np.zeros(32, np.uint8))
-    out = tmp_path / "rows.json"
+    out = tmp_path / "results.json"
     done = subprocess.run([sys.executable, str(SCRIPT), "--data", str(tmp_path / "mnist.npz"), "--count", "5",
-                           "--pauses-ms", "0,1", "--json-out", str(out)],
+                           "--pauses-ms", "0,1", "--gc-requests", "20", "--json-out", str(out)],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = json.loads(out.read_text())
+    results = json.loads(out.read_text())
+    rows = results["timings"]
     assert [(row["request"], row["pause_ms"]) for row in rows] == [
         (name, pause) for pause in (0.0, 1.0) for name in
         ("GET /healthz", "predict JSON, 1 image", "predict JSON, 32 images", "predict PNG, 1 image",
-                     "reference C work")]
+         "reference C work")]
     assert all(row["p50_ms"] > 0 and row["cpu_ms"] >= 0 for row in rows)
     assert "| predict JSON, 1 image | 1 ms |" in done.stdout
+    before, after = results["gc"]
+    assert (before["frozen"], after["frozen"]) == (False, True) and before["requests"] == after["requests"] == 20
+    # what the app loaded is frozen: a full pass afterwards has far fewer objects to scan
+    assert after["tracked_objects"] * 5 < before["tracked_objects"]
+
+
+def test_embedded_without_models_is_one_line_and_a_nonzero_exit(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--backend", "embedded", "--model-base-path",
+                           str(tmp_path / "none"), "--count", "1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "no model versions in" in done.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from frontend.feedback import Answer, AnswerStore, sign, verify
 
 KEY = b"k" * 32
@@ -55,3 +57,18 @@ def test_claim_counts_each_feedback_once():
     assert store.claim("r1", 0) is True
     assert store.claim("r1", 0) is False
     assert store.claim("r1", 1) is True
+
+
+def test_a_full_store_adds_nothing_the_garbage_collector_must_scan():
+    # Thousands of answers live for the TTL; held as plain tuples, the collector stops tracking them, so its
+    # full passes (which pause the worker) do not grow with the store.
+    store = AnswerStore(max_entries=5000, ttl_s=10, clock=Clock())
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(5000):
+        store.put(f"request-{i}", tuple(Answer("mnist", 2, digit, 1_000_000 + i) for digit in range(4)))
+        store.claim(f"request-{i}", 0)
+    gc.collect()
+    gc.collect()  # a tuple is untracked once the tuples inside it are: it may take a second pass
+    assert len(store) == 5000 and store.get("request-4999", 3) == Answer("mnist", 2, 3, 1_004_999)
+    assert len(gc.get_objects()) - before < 1000  # 30,000 when each answer was an object

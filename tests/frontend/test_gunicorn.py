@@ -90,3 +90,16 @@ def test_bad_flag_value_is_one_line_and_nonzero_exit(tmp_path):
     result = subprocess.run([sys.executable, "-m", "frontend.cli", "--model-base-path", str(tmp_path / "absent")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "not a directory" in result.stderr
+
+
+def test_each_worker_freezes_what_it_loaded_at_start(tmp_path):
+    # gunicorn calls post_worker_init once the worker has built the app; what exists then (TensorFlow and the
+    # models, with the embedded backend) leaves the garbage collector's full passes. In a child process: the
+    # config module sets up the metrics directory and the feedback key in its environment when imported.
+    probe = ("import gc, frontend.gunicorn_conf as conf; before = gc.get_freeze_count(); "
+             "conf.post_worker_init(None); print(before, gc.get_freeze_count())")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    before, after = map(int, result.stdout.split())
+    assert before == 0 and after > 1000

@@ -63,20 +63,26 @@ def verify(key: bytes, token: str, request_id: str, index: int, model: str, now:
 
 
 class AnswerStore:
-    """Per-worker memory of recent answers: LRU-bounded, entries expire after `ttl_s`; thread-safe."""
+    """Per-worker memory of recent answers: LRU-bounded, entries expire after `ttl_s`; thread-safe.
+
+    Entries are kept as plain tuples of str/int/float, which Python's cyclic garbage collector stops tracking:
+    a full store (tens of thousands of answers that live for the TTL) then adds nothing to the collector's
+    full passes, which would otherwise pause the worker longer the fuller the store is.
+    """
 
     def __init__(self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
         self._max = max_entries
         self._ttl = ttl_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._answers: OrderedDict[str, tuple[float, tuple[Answer, ...]]] = OrderedDict()
+        self._answers: OrderedDict[str, tuple[float, tuple[tuple[str, int, int, int], ...]]] = OrderedDict()
         self._used: OrderedDict[tuple[str, int], float] = OrderedDict()
 
     def put(self, request_id: str, answers: tuple[Answer, ...]) -> None:
         now = self._clock()
+        fields = tuple((answer.model, answer.version, answer.digit, answer.issued) for answer in answers)
         with self._lock:
-            self._answers[request_id] = (now, answers)
+            self._answers[request_id] = (now, fields)
             self._answers.move_to_end(request_id)
             self._trim(self._answers, now)
 
@@ -86,7 +92,7 @@ class AnswerStore:
             entry = self._answers.get(request_id)
             if entry is None or now - entry[0] > self._ttl or not 0 <= index < len(entry[1]):
                 return None
-            return entry[1][index]
+            return Answer(*entry[1][index])
 
     def claim(self, request_id: str, index: int) -> bool:
         """True the first time feedback for (request id, index) arrives here, False for a repeat."""
