@@ -127,9 +127,9 @@ class Frontend:
         self.url = f"http://127.0.0.1:{self.port}"
         self.out = tmp_path / "stdout.log"
         self.err = tmp_path / "stderr.log"
-        full_env = {**os.environ, "MNIST_BIND": f"127.0.0.1:{self.port}", "MNIST_WORKERS": "2", "MNIST_THREADS": "4",
+        inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}  # a test may set it
+        full_env = {**inherited, "MNIST_BIND": f"127.0.0.1:{self.port}", "MNIST_WORKERS": "2", "MNIST_THREADS": "4",
                     "MNIST_ROUTING_CHECK_S": "0.2", **env}
-        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.process = subprocess.Popen([sys.executable, "-m", "frontend.cli"], env=full_env, stdout=out,
                                             stderr=err, start_new_session=True)

@@ -103,3 +103,25 @@ def test_each_worker_freezes_what_it_loaded_at_start(tmp_path):
     assert result.returncode == 0, result.stderr
     before, after = map(int, result.stdout.split())
     assert before == 0 and after > 1000
+
+
+def test_feedback_replayed_to_every_worker_counts_once(frontend_factory, healthy_standin, tmp_path, mnist_test):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    frontend = frontend_factory(MNIST_BACKEND="grpc", MNIST_SERVING_GRPC=healthy_standin.grpc_target,
+                                PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    answer = requests.post(f"{frontend.url}/v1/predict", json={"instances": mnist_test[0][:1].tolist()},
+                           timeout=10).json()
+    prediction = answer["predictions"][0]
+    feedback = {"request_id": answer["request_id"], "label": prediction["digit"],
+                "feedback_token": prediction["feedback_token"]}
+    # New connections, several at once: both workers take some of them.
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        replies = list(pool.map(lambda _: requests.post(f"{frontend.url}/v1/feedback", json=feedback, timeout=10),
+                                range(24)))
+    assert [r.status_code for r in replies] == [200] * 24
+    assert sum(r.json()["counted"] for r in replies) == 1
+    metrics = requests.get(f"{frontend.url}/metrics", timeout=5).text
+    assert metric_value(metrics, "mnist_frontend_feedback_total", version=str(answer["version"]),
+                        result="correct") == 1
+    assert (metrics_dir / "feedback-claims.sqlite").is_file()  # where gunicorn put the pod's record

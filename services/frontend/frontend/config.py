@@ -87,7 +87,11 @@ ENV_SETTINGS: tuple[Setting, ...] = (
     Setting("MNIST_FEEDBACK_TTL_S", "FEEDBACK_TTL_S", 86400.0, _positive_float,
             "How long a prediction can receive feedback (token lifetime and in-memory store TTL)."),
     Setting("MNIST_FEEDBACK_STORE_SIZE", "FEEDBACK_STORE_SIZE", 100_000, _positive_int,
-            "Predictions remembered per worker for token-less feedback (LRU)."),
+            "Predictions remembered per worker for token-less feedback (LRU), and feedback claims kept (below)."),
+    Setting("MNIST_FEEDBACK_CLAIMS_FILE", "FEEDBACK_CLAIMS_FILE", None, _optional_str,
+            "SQLite file in which the workers of one pod record the feedback they counted, so feedback replayed to "
+            "another worker counts once. gunicorn sets it to a file in its metrics directory when unset. Unset "
+            "outside gunicorn: each worker keeps its own record."),
     Setting("MNIST_MAX_BATCH", "MAX_BATCH", 64, _positive_int, "Most images in one request (413 above)."),
     Setting("MNIST_MAX_BODY_BYTES", "MAX_BODY_BYTES", 8 * 1024 * 1024, _positive_int,
             "Largest request body, after gzip decompression (413 above)."),

@@ -52,6 +52,11 @@ else:  # a directory left by an earlier run would carry stale counters
         if _name.endswith(".db"):
             os.remove(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], _name))
 
+# The workers record the feedback they counted in one file, so a replay to another worker counts nothing.
+if not _config["FEEDBACK_CLAIMS_FILE"]:
+    os.environ["MNIST_FEEDBACK_CLAIMS_FILE"] = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"],
+                                                            "feedback-claims.sqlite")
+
 # One feedback-token key for all workers of this master, unless a shared key file is configured.
 if not _config["FEEDBACK_KEY_FILE"] and not os.environ.get("MNIST_FEEDBACK_KEY"):
     os.environ["MNIST_FEEDBACK_KEY"] = secrets.token_hex(32)

@@ -13,6 +13,7 @@ from flask import Flask, current_app
 
 from frontend.auth import ApiKey, parse_key_file
 from frontend.backends import Backend, make_backend
+from frontend.claims import Claims, SharedClaims
 from frontend.errors import ConfigError
 from frontend.feedback import AnswerStore
 from frontend.metrics import Metrics
@@ -35,6 +36,7 @@ class FrontendState:
     routing: ReloadingFile[RoutingConfig] | None
     api_keys: ReloadingFile[tuple[ApiKey, ...]] | None
     answers: AnswerStore
+    claims: Claims  # who counted which feedback: this worker's memory, or the pod's shared file
     shadow: ShadowSender
     predictor: Predictor
     feedback_key: bytes
@@ -92,11 +94,16 @@ def init_state(app: Flask, backend: Backend | None = None) -> FrontendState:
     else:
         log.warning("MNIST_API_KEYS_FILE is not set: the prediction API is open to anyone who can reach it")
     answers = AnswerStore(config["FEEDBACK_STORE_SIZE"], config["FEEDBACK_TTL_S"])
+    claims: Claims = answers
+    if config.get("FEEDBACK_CLAIMS_FILE"):
+        claims = SharedClaims(config["FEEDBACK_CLAIMS_FILE"], config["FEEDBACK_TTL_S"], config["FEEDBACK_STORE_SIZE"],
+                              fallback=answers.claim)
     shadow = ShadowSender(backend, metrics, workers=config["SHADOW_WORKERS"], queue=config["SHADOW_QUEUE"],
                           timeout_s=config["BACKEND_TIMEOUT_S"])
     key = feedback_key(config)
     state = FrontendState(config=config, metrics=metrics, backend=backend, routing=routing, api_keys=api_keys,
-                          answers=answers, shadow=shadow, feedback_key=key, predictor=None)  # type: ignore[arg-type]
+                          answers=answers, claims=claims, shadow=shadow, feedback_key=key,
+                          predictor=None)  # type: ignore[arg-type]
     state.predictor = Predictor(backend, model, state.current_routing, shadow, config["BACKEND_TIMEOUT_S"], key,
                                 answers)
     app.extensions[EXTENSION] = state
