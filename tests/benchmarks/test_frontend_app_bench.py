@@ -3,25 +3,21 @@ process, because the script switches prometheus_client to multiprocess mode befo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "benchmarks" / "frontend_app_bench.py"
+from tests.benchmarks import BENCHMARKS, load_script
+
+SCRIPT = BENCHMARKS / "frontend_app_bench.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("frontend_app_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("frontend_app_bench")
 
 
 def test_measure_pauses_before_every_timed_call_and_not_before_the_warmup(bench):

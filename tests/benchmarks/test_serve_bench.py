@@ -3,22 +3,17 @@ paced pairs (the figures in docs/BENCHMARKS.md rest on these)."""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_bench.py"
+from tests.benchmarks import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("serve_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("serve_bench")
 
 
 class TinyServer:
