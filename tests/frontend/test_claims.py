@@ -95,3 +95,16 @@ def test_an_unusable_file_falls_back_to_the_workers_memory_and_logs_once(tmp_pat
     with caplog.at_level(logging.WARNING, logger="frontend.claims"):
         assert shared.claim("r1", 0) is True and shared.claim("r1", 0) is False  # the file works again
     assert any("works again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failed_trim_keeps_the_claim_it_followed(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims_module, "TRIM_EVERY", 1)  # every claim trims
+    shared = SharedClaims(str(tmp_path / "claims.sqlite"), ttl_s=60, max_entries=10, fallback=no_fallback)
+    assert shared.claim("r1", 0) is True
+
+    def broken_trim() -> None:
+        raise claims_module.sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(shared, "_trim_now_and_then", broken_trim)
+    assert shared.claim("r1", 0) is False  # the repeat is still refused (no fall-back to the worker's memory)
+    assert shared.claim("r2", 0) is True

@@ -55,13 +55,16 @@ class SharedClaims:
             with self._connection() as db:  # one transaction
                 claimed = db.execute("INSERT OR IGNORE INTO claims VALUES (?, ?, ?)",
                                      (request_id, index, self._clock())).rowcount == 1
-            self._trim_now_and_then()
         except sqlite3.Error as error:
             self._log_failure(error)
             return self._fallback(request_id, index)
         if self._failing:
             self._failing = False
             log.warning("feedback claims file %s works again", self.path)
+        try:  # the claim stands whatever happens here: a failed trim is retried at the next one
+            self._trim_now_and_then()
+        except sqlite3.Error as error:
+            log.warning("trimming feedback claims file %s failed (%s); the next trim tries again", self.path, error)
         return claimed
 
     def __len__(self) -> int:
