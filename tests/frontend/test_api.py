@@ -190,6 +190,19 @@ def test_feedback_token_from_another_worker_is_accepted(make_app, models, digits
     assert answer.status_code == 200 and answer.json["version"] == body["version"]
 
 
+def test_workers_sharing_a_claims_file_count_a_replayed_feedback_once(make_app, models, digits, tmp_path):
+    shared = {"MODEL_BASE_PATH": str(models.base_path), "FEEDBACK_KEY_FILE": str(tmp_path / "feedback.key"),
+              "FEEDBACK_CLAIMS_FILE": str(tmp_path / "claims.sqlite")}
+    (tmp_path / "feedback.key").write_text("a-shared-secret-of-enough-length")
+    one, other = make_app(**shared).test_client(), make_app(**shared).test_client()
+    body = one.post("/v1/predict", json={"instances": digits[0][:2].tolist()}).json
+    feedback = [{"request_id": body["request_id"], "index": i, "label": p["digit"], "feedback_token": p["feedback_token"]}
+                for i, p in enumerate(body["predictions"])]
+    counted = [client.post("/v1/feedback", json=feedback[0]).json["counted"] for client in (other, one, other)]
+    assert counted == [True, False, False]
+    assert one.post("/v1/feedback", json=feedback[1]).json["counted"] is True  # another image of the batch
+
+
 @pytest.mark.parametrize("payload, code", [
     ({"label": 3}, "invalid_input"),
     ({"request_id": "r", "label": 10}, "invalid_input"),
