@@ -26,6 +26,26 @@ SCHEMA = ("CREATE TABLE IF NOT EXISTS claims (request_id TEXT NOT NULL, idx INTE
           "CREATE INDEX IF NOT EXISTS claims_by_time ON claims (at)")
 CLOCK_SKEW_S = 60.0  # tokens are accepted this long past their TTL (feedback.verify), so claims live as long
 TRIM_EVERY = 500  # claims between two trims of expired and surplus rows
+BUSY_TIMEOUT_S = 5.0  # how long a claim waits for another writer before it falls back
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Write-ahead logging, so that writers do not block readers while several processes write.
+
+    The switch takes an exclusive lock, and SQLite does not wait for it (the busy timeout does not apply): when
+    several workers or threads open the new file at the same moment, all but one fail at once. So it is retried
+    for as long as an ordinary write would wait. The mode is kept in the file: later connections find it set.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 class Claims(Protocol):
@@ -73,8 +93,8 @@ class SharedClaims:
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None or self._local.pid != os.getpid():  # a connection must not cross a fork
-            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")  # writers do not block readers; several processes write
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            _use_wal(db)
             db.execute("PRAGMA synchronous=OFF")  # a pod's scratch data: losing it in a crash is harmless
             for statement in SCHEMA:
                 db.execute(statement)
