@@ -203,6 +203,19 @@ def test_workers_sharing_a_claims_file_count_a_replayed_feedback_once(make_app, 
     assert one.post("/v1/feedback", json=feedback[1]).json["counted"] is True  # another image of the batch
 
 
+def test_an_unusable_claims_file_still_counts_feedback_and_says_so_in_metrics(make_app, models, digits, tmp_path):
+    client = make_app(MODEL_BASE_PATH=str(models.base_path),
+                      FEEDBACK_CLAIMS_FILE=str(tmp_path / "no-such-dir" / "claims.sqlite")).test_client()
+    body = client.post("/v1/predict", json={"instances": digits[0][:1].tolist()}).json
+    prediction = body["predictions"][0]
+    feedback = {"request_id": body["request_id"], "label": prediction["digit"],
+                "feedback_token": prediction["feedback_token"]}
+    assert [client.post("/v1/feedback", json=feedback).json["counted"] for _ in range(2)] == [True, False]
+    metrics = client.get("/metrics").text
+    assert metric_value(metrics, "mnist_frontend_feedback_claim_errors_total", model="mnist") == 2
+    assert metric_value(metrics, "mnist_frontend_feedback_total", version=str(body["version"]), result="correct") == 1
+
+
 @pytest.mark.parametrize("payload, code", [
     ({"label": 3}, "invalid_input"),
     ({"request_id": "r", "label": 10}, "invalid_input"),

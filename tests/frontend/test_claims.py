@@ -104,15 +104,17 @@ def test_an_unusable_file_falls_back_to_the_workers_memory_and_logs_once(tmp_pat
         answered.append((request_id, index))
         return True
 
+    errors = []
     shared = SharedClaims(str(tmp_path / "absent-dir" / "claims.sqlite"), ttl_s=60, max_entries=10,
-                          fallback=fallback)
+                          fallback=fallback, on_error=lambda: errors.append(1))
     with caplog.at_level(logging.WARNING, logger="frontend.claims"):
         assert shared.claim("r1", 0) is True and shared.claim("r2", 3) is True
-    assert answered == [("r1", 0), ("r2", 3)]
+    assert answered == [("r1", 0), ("r2", 3)] and len(errors) == 2  # each fall-back is reported (a metric)
     assert len([r for r in caplog.records if "unusable" in r.getMessage()]) == 1
     (tmp_path / "absent-dir").mkdir()
     with caplog.at_level(logging.WARNING, logger="frontend.claims"):
         assert shared.claim("r1", 0) is True and shared.claim("r1", 0) is False  # the file works again
+    assert len(errors) == 2
     assert any("works again" in r.getMessage() for r in caplog.records)
 
 

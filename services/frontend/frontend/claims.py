@@ -59,8 +59,9 @@ class SharedClaims:
     """`claim(request_id, index)`: True the first time any worker using `path` claims it, False after that."""
 
     def __init__(self, path: str, ttl_s: float, max_entries: int, fallback: Callable[[str, int], bool],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, on_error: Callable[[], None] = lambda: None) -> None:
         self.path = path
+        self._on_error = on_error  # called for each claim that fell back (the frontend counts it in a metric)
         self._ttl = ttl_s
         self._max = max_entries
         self._fallback = fallback
@@ -77,6 +78,7 @@ class SharedClaims:
                                      (request_id, index, self._clock())).rowcount == 1
         except sqlite3.Error as error:
             self._log_failure(error)
+            self._on_error()
             return self._fallback(request_id, index)
         if self._failing:
             self._failing = False

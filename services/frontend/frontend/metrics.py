@@ -44,10 +44,14 @@ class Metrics:
         self.api_key_reload_errors = Counter("mnist_frontend_api_key_reload_errors",
                                              "API key files that could not be used (the last good one was kept)",
                                              ["model"], registry=r)
+        self.feedback_claim_errors = Counter("mnist_frontend_feedback_claim_errors",
+                                             "Feedback claims the pod's shared file could not record (counted by "
+                                             "the worker alone)", ["model"], registry=r)
         # Make the per-model series exist from the start, so rate() and absent() behave.
         self.routing_generation.labels(model).set(0)
         self.routing_reload_errors.labels(model)
         self.shadow_dropped.labels(model)
+        self.feedback_claim_errors.labels(model)
 
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

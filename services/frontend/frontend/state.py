@@ -97,7 +97,8 @@ def init_state(app: Flask, backend: Backend | None = None) -> FrontendState:
     claims: Claims = answers
     if config.get("FEEDBACK_CLAIMS_FILE"):
         claims = SharedClaims(config["FEEDBACK_CLAIMS_FILE"], config["FEEDBACK_TTL_S"], config["FEEDBACK_STORE_SIZE"],
-                              fallback=answers.claim)
+                              fallback=answers.claim,
+                              on_error=lambda: metrics.feedback_claim_errors.labels(model).inc())
     shadow = ShadowSender(backend, metrics, workers=config["SHADOW_WORKERS"], queue=config["SHADOW_QUEUE"],
                           timeout_s=config["BACKEND_TIMEOUT_S"])
     key = feedback_key(config)
