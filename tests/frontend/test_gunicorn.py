@@ -4,6 +4,7 @@ drains in-flight requests, access logs are JSON lines, metrics add up across wor
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -90,6 +91,10 @@ def test_bad_flag_value_is_one_line_and_nonzero_exit(tmp_path):
     result = subprocess.run([sys.executable, "-m", "frontend.cli", "--model-base-path", str(tmp_path / "absent")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "not a directory" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "frontend.cli", "--check-config"], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "MNIST_BACKEND": "grpc",
+                                             "MNIST_FEEDBACK_CLAIMS_FILE": str(tmp_path / "absent" / "claims.sqlite")})
+    assert result.returncode == 2 and "feedback claims file" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 def test_each_worker_freezes_what_it_loaded_at_start(tmp_path):

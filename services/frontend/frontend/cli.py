@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"mnist-frontend: {path_key.lower().replace('_', ' ')} {config[path_key]} does not exist",
                   file=sys.stderr)
             raise SystemExit(2)
+    claims_dir = os.path.dirname(config["FEEDBACK_CLAIMS_FILE"] or "") or "."
+    if config["FEEDBACK_CLAIMS_FILE"] and not os.path.isdir(claims_dir):
+        print(f"mnist-frontend: the directory of the feedback claims file {config['FEEDBACK_CLAIMS_FILE']} does not "
+              "exist", file=sys.stderr)
+        raise SystemExit(2)
     if args.check_config:
         print("configuration ok")
         return
