@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"mnist-frontend: {path_key.lower().replace('_', ' ')} {config[path_key]} does not exist",
                   file=sys.stderr)
             raise SystemExit(2)
-    claims_dir = os.path.dirname(config["FEEDBACK_CLAIMS_FILE"] or "") or "."
-    if config["FEEDBACK_CLAIMS_FILE"] and not os.path.isdir(claims_dir):
-        print(f"mnist-frontend: the directory of the feedback claims file {config['FEEDBACK_CLAIMS_FILE']} does not "
-              "exist", file=sys.stderr)
+    claims_file = config["FEEDBACK_CLAIMS_FILE"]
+    if claims_file and not os.path.isdir(os.path.dirname(claims_file) or "."):
+        print(f"mnist-frontend: the directory of the feedback claims file {claims_file} does not exist",
+              file=sys.stderr)
         raise SystemExit(2)
     if args.check_config:
         print("configuration ok")

@@ -1,10 +1,11 @@
-"""Feedback on earlier predictions, without shared state between workers or pods.
+"""Feedback on earlier predictions: tokens any worker or pod can verify, and each worker's memory of answers.
 
 Each prediction carries a `feedback_token`: HMAC-SHA256 over (model, request id, index, version, digit, issue
 time) with a key every pod shares (MNIST_FEEDBACK_KEY_FILE). Whichever worker receives the feedback verifies
 the token and counts correct/wrong against the version that answered. Feedback with only a request id still
 works when it reaches the worker that made the prediction (a bounded LRU store with a TTL per worker).
-Each worker accepts one feedback per (request id, index); a replay to another worker is the residual risk.
+Which feedback was already counted is decided by frontend.claims: once per pod under gunicorn (the workers share
+a file), else once per worker (`AnswerStore.claim`); a replay to another pod is the residual risk.
 """
 
 from __future__ import annotations
