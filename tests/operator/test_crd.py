@@ -184,3 +184,132 @@ def test_every_spec_the_schema_accepts_is_handled(spec, defaulted):
         parse_spec(spec)
     except SpecError as exc:
         assert status["phase"] == "Failed" and status["reason"] == "InvalidSpec" and str(exc) == status["message"]
+
+
+# --- every input's cost and range is bounded: numbers finite, strings and durations short ------------------------
+
+def _fields(schema: dict[str, Any], where: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """(dotted field name, schema) of every leaf field under an object schema."""
+    out = []
+    for name, prop in schema.get("properties", {}).items():
+        path = f"{where}.{name}" if where else name
+        out += _fields(prop, path) if prop.get("type") == "object" else [(path, prop)]
+    return out
+
+
+SPEC_FIELDS = dict(_fields(SPEC_SCHEMA))
+NUMBER_FIELDS = sorted(k for k, v in SPEC_FIELDS.items() if v.get("type") == "number")
+DURATION_FIELDS = sorted(k for k, v in SPEC_FIELDS.items() if v.get("pattern") == DURATION_RE.pattern)
+
+
+def _spec_with(field: str, value: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"model": "mnist", "candidateVersion": 2}
+    *sections, leaf = field.split(".")
+    target = spec
+    for s in sections:
+        target = target.setdefault(s, {})
+    target[leaf] = value
+    return spec
+
+
+def test_every_number_and_integer_in_the_spec_has_both_bounds_and_every_string_a_bounded_length():
+    for name, prop in SPEC_FIELDS.items():
+        t = prop.get("type")
+        if t in ("number", "integer"):
+            assert "minimum" in prop and "maximum" in prop, f"{name}: unbounded {t}"
+        elif t == "string":
+            assert "enum" in prop or "maxLength" in prop, f"{name}: a string without maxLength"
+        elif t == "array":
+            assert "maxItems" in prop and {"minimum", "maximum"} <= set(prop["items"]), f"{name}: unbounded array"
+    assert len(NUMBER_FIELDS) == 6 and len(DURATION_FIELDS) == 7
+
+
+def test_the_latency_bound_is_the_top_of_the_frontends_histogram():
+    """A p99 threshold above the histogram's last finite bucket could never fail a check (p99 reads as that bound)."""
+    from mnist_operator.analysis import LATENCY_BUCKETS
+    from mnist_operator.spec import MAX_LATENCY_P99_MS
+
+    assert SPEC_FIELDS["analysis.maxLatencyP99Ms"]["maximum"] == MAX_LATENCY_P99_MS == LATENCY_BUCKETS[-2] * 1000
+    with pytest.raises(SpecError, match="outside"):
+        parse_spec(_spec_with("analysis.maxLatencyP99Ms", MAX_LATENCY_P99_MS + 1))
+
+
+@pytest.mark.parametrize("field", NUMBER_FIELDS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_refused_by_the_code_and_infinities_by_the_schema(field, value):
+    """A NaN threshold passes every range check written with < and > and then can never fail an analysis.
+
+    NaN cannot reach the API server at all (JSON has no NaN, so kubectl cannot send it); local mode reads YAML,
+    which has `.nan`, and the code refuses it by name. Infinities are refused by the schema's maximum/minimum too.
+    """
+    spec = _spec_with(field, value)
+    with pytest.raises(SpecError, match=field.replace(".", r"\.") + ".*(finite|outside)"):
+        parse_spec(spec)
+    if value == value:  # not NaN: jsonschema, like the API server, refuses it by the bounds
+        assert list(validator(SPEC_SCHEMA).iter_errors(spec)), f"{field}={value} passed the schema"
+
+
+def test_a_nan_threshold_never_reaches_an_analysis():
+    d = decide(_spec_with("analysis.maxErrorRate", float("nan")), None, Observation(rollout=KEY), START)
+    assert d.status["phase"] == "Failed" and d.status["reason"] == "InvalidSpec"
+    assert "analysis.maxErrorRate" in d.status["message"] and d.routing is None and d.serving is None
+
+
+@pytest.mark.parametrize("field", DURATION_FIELDS)
+def test_every_duration_field_has_the_codes_pattern_and_length(field):
+    from mnist_operator.spec import MAX_DURATION_CHARS
+
+    assert SPEC_FIELDS[field]["maxLength"] == MAX_DURATION_CHARS
+
+
+ABSURD_DURATIONS = {
+    "9" * 400 + "h": "both",  # float() of it is inf: an endless stage
+    "1s" * 1000: "both",  # 2000 characters of regex work per check, for a 1000 s duration
+    "1234567h": "both",  # 7 digits: over the pattern's bound
+    "999999h": "code",  # 114 years: the schema's pattern allows it, the 720h limit does not
+    "721h": "code",
+    "30s\n": "code",  # Python's `$` matches before a trailing newline; the API server's does not, nor does the code
+    "0s": "code",  # zero: never held, the schema cannot say it
+    "1.5.5s": "both",
+    "1s2s3s4s5s": "both",  # a fifth part
+}
+
+
+@pytest.mark.parametrize("text", sorted(ABSURD_DURATIONS), ids=lambda t: repr(t[:12]))
+def test_absurd_durations_are_refused_and_the_schema_refuses_what_it_can(text):
+    for field in DURATION_FIELDS:
+        spec = _spec_with(field, text)
+        with pytest.raises(SpecError, match=field.replace(".", r"\.")) as info:
+            parse_spec(spec)
+        assert len(str(info.value)) < 300, "a message quoting input must stay short"
+        schema_refuses = bool(list(validator(SPEC_SCHEMA).iter_errors(spec)))
+        if ABSURD_DURATIONS[text] == "both":
+            assert schema_refuses, f"{field}={text[:20]!r} passed the schema"
+
+
+def test_the_longest_allowed_durations_are_accepted():
+    for field in DURATION_FIELDS:
+        for text in ("720h", "719h59m59s999ms", "0.001ms", "1h30m"):
+            spec = _spec_with(field, text)
+            parse_spec(spec)
+            validator(SPEC_SCHEMA).validate(spec)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("candidateVersion", 2**63), ("stableVersion", 2**63), ("analysis.minRequests", 10**9 + 1),
+    ("abtest.minSamples", 10**18), ("analysis.minFeedback", 10**9 + 1), ("candidateVersion", 1e300),
+])
+def test_counts_and_versions_have_an_upper_bound_in_code_and_schema(field, value):
+    spec = _spec_with(field, value)
+    with pytest.raises(SpecError, match="outside"):
+        parse_spec(spec)
+    assert list(validator(SPEC_SCHEMA).iter_errors(spec))
+
+
+def test_crd_sticky_header_pattern_is_the_codes():
+    from mnist_operator.spec import STICKY_HEADER_RE
+
+    prop = SPEC_FIELDS["abtest.stickyHeader"]
+    assert prop["pattern"] == STICKY_HEADER_RE.pattern and prop["maxLength"] == 128
+    for field in DURATION_FIELDS:
+        assert SPEC_FIELDS[field]["pattern"] == DURATION_RE.pattern, field
