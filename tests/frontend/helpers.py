@@ -52,3 +52,30 @@ def metric_value(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return 0.0
+
+
+class InstantBackend:
+    """Answers every batch at once with digit `digit` (probability 0.91): for tests that need no real model."""
+
+    kind = "instant"
+
+    def __init__(self, digit: int = 3, version: int = 1) -> None:
+        self.digit = digit
+        self.version = version
+        self.calls = 0
+
+    def predict(self, images: np.ndarray, version: int | None, timeout_s: float):
+        from frontend.backends.base import BackendResult
+
+        self.calls += 1
+        count = len(images)
+        probabilities = np.full((count, 10), 0.01, np.float32)
+        probabilities[:, self.digit] = 0.91
+        return BackendResult(version if version is not None else self.version, probabilities,
+                             np.full(count, self.digit, np.int64))
+
+    def missing_versions(self, wanted: set[int], timeout_s: float) -> set[int]:
+        return set()
+
+    def close(self) -> None:
+        pass

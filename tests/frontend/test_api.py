@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from frontend.state import get_state
 
-from tests.frontend.helpers import b64, metric_value, png_bytes, routing, write_json_atomically
+from tests.frontend.helpers import InstantBackend, b64, metric_value, png_bytes, routing, write_json_atomically
 
 
 @pytest.fixture
@@ -244,3 +244,24 @@ def test_random_garbage_never_gives_a_500(model_app):
                                    "multipart/form-data; boundary=zz", "text/plain", ""])
         response = client.post(rng.choice(["/v1/predict", "/v1/feedback"]), data=body, content_type=content_type)
         assert response.status_code < 500 and "error" in response.json
+
+
+def test_two_predictions_with_one_request_id_each_count_their_feedback(make_app):
+    # The request id is the caller's (tracing) and may repeat; feedback is counted per prediction, server-made.
+    client = make_app(backend=InstantBackend(digit=3)).test_client()
+    headers = {"X-Request-Id": "client-chosen-1"}
+    bodies = [client.post("/v1/predict", json={"instances": [[[0] * 28] * 28]}, headers=headers).json
+              for _ in range(2)]
+    assert [b["request_id"] for b in bodies] == ["client-chosen-1"] * 2
+    tokens = [b["predictions"][0]["feedback_token"] for b in bodies]
+    assert tokens[0] != tokens[1]
+    answers = [client.post("/v1/feedback", json={"request_id": "client-chosen-1", "label": 3,
+                                                 "feedback_token": token}).json for token in tokens]
+    assert [a["counted"] for a in answers] == [True, True]
+    repeat = client.post("/v1/feedback", json={"request_id": "client-chosen-1", "label": 3,
+                                               "feedback_token": tokens[1]}).json
+    assert repeat["counted"] is False
+    # Without a token, the request id names the latest prediction made with it: already counted above.
+    assert client.post("/v1/feedback", json={"request_id": "client-chosen-1", "label": 3}).json["counted"] is False
+    metrics = client.get("/metrics").text
+    assert metric_value(metrics, "mnist_frontend_feedback_total", version="1", result="correct") == 2

@@ -76,7 +76,7 @@ def feedback() -> Response:
             raise UnknownPrediction(f"no recent prediction {request_id!r} (index {index}) is known here; "
                                     "send the feedback_token from the prediction")
     correct = label == answer.digit
-    counted = state.claims.claim(request_id, index)
+    counted = state.claims.claim(answer.prediction, index)
     if counted:
         state.metrics.feedback.labels(model, str(answer.version), "correct" if correct else "wrong").inc()
     return jsonify({"request_id": request_id, "index": index, "version": answer.version, "predicted": answer.digit,

@@ -1,4 +1,4 @@
-"""Which feedback has been counted: one claim per (request id, index), shared by the workers of one pod.
+"""Which feedback has been counted: one claim per (prediction id, index), shared by the workers of one pod.
 
 gunicorn's workers are separate processes, each with its own memory. An SQLite file that all of them open (in
 the pod's writable /tmp, next to the metrics files) makes feedback replayed to another worker of the same pod
@@ -21,8 +21,9 @@ from typing import Protocol
 
 log = logging.getLogger(__name__)
 
-SCHEMA = ("CREATE TABLE IF NOT EXISTS claims (request_id TEXT NOT NULL, idx INTEGER NOT NULL, at REAL NOT NULL, "
-          "PRIMARY KEY (request_id, idx)) WITHOUT ROWID",
+# Rows are written by position, so a file made by the previous release (column `request_id`) is still usable.
+SCHEMA = ("CREATE TABLE IF NOT EXISTS claims (prediction TEXT NOT NULL, idx INTEGER NOT NULL, at REAL NOT NULL, "
+          "PRIMARY KEY (prediction, idx)) WITHOUT ROWID",
           "CREATE INDEX IF NOT EXISTS claims_by_time ON claims (at)")
 CLOCK_SKEW_S = 60.0  # tokens are accepted this long past their TTL (feedback.verify), so claims live as long
 TRIM_EVERY = 500  # claims between two trims of expired and surplus rows
@@ -49,14 +50,14 @@ def _use_wal(db: sqlite3.Connection) -> None:
 
 
 class Claims(Protocol):
-    """One count per (request id, index): True the first time, False for a repeat. The per-worker
+    """One count per (prediction id, index): True the first time, False for a repeat. The per-worker
     `feedback.AnswerStore` is one; `SharedClaims` is the pod-wide one."""
 
-    def claim(self, request_id: str, index: int) -> bool: ...
+    def claim(self, prediction: str, index: int) -> bool: ...
 
 
 class SharedClaims:
-    """`claim(request_id, index)`: True the first time any worker using `path` claims it, False after that."""
+    """`claim(prediction, index)`: True the first time any worker using `path` claims it, False after that."""
 
     def __init__(self, path: str, ttl_s: float, max_entries: int, fallback: Callable[[str, int], bool],
                  clock: Callable[[], float] = time.time, on_error: Callable[[], None] = lambda: None) -> None:
@@ -71,15 +72,15 @@ class SharedClaims:
         self._since_trim = 0
         self._failing = False
 
-    def claim(self, request_id: str, index: int) -> bool:
+    def claim(self, prediction: str, index: int) -> bool:
         try:
             with self._connection() as db:  # one transaction
                 claimed = db.execute("INSERT OR IGNORE INTO claims VALUES (?, ?, ?)",
-                                     (request_id, index, self._clock())).rowcount == 1
+                                     (prediction, index, self._clock())).rowcount == 1
         except sqlite3.Error as error:
             self._log_failure(error)
             self._on_error()
-            return self._fallback(request_id, index)
+            return self._fallback(prediction, index)
         if self._failing:
             self._failing = False
             log.warning("feedback claims file %s works again", self.path)

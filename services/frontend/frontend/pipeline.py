@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from frontend.backends.base import Backend, BackendResult
-from frontend.feedback import Answer, AnswerStore, sign
+from frontend.feedback import Answer, AnswerStore, new_prediction_id, sign
 from frontend.routing import Decision, RoutingConfig, decide
 from frontend.shadow import ShadowSender
 
@@ -53,7 +53,9 @@ class Predictor:
 
     def postprocess(self, request_id: str, decision: Decision, result: BackendResult) -> dict:
         issued = int(time.time())
-        answers = tuple(Answer(self.model, result.version, int(d), issued) for d in result.digits)
+        # The request id may be the caller's and repeat; feedback is counted against this id, made here.
+        prediction = new_prediction_id()
+        answers = tuple(Answer(self.model, result.version, int(d), issued, prediction) for d in result.digits)
         self._answers.put(request_id, answers)
         probabilities = np.round(result.probabilities.astype(np.float64), 6)
         predictions = [
