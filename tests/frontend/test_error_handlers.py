@@ -25,6 +25,21 @@ def test_unknown_route_and_wrong_method_are_json(client):
     assert "POST" in response.headers["Allow"]
 
 
+@pytest.mark.parametrize("method, path", [("POST", "/v1//predict"), ("POST", "/v1//feedback"), ("POST", "/v1/predict/"),
+                                          ("GET", "/healthz/"), ("GET", "/static//app.js")])
+def test_odd_slashes_are_a_json_404_not_an_html_redirect(client, method, path):
+    # werkzeug would answer a 308 with an HTML body (and a client following it would resend the body).
+    response = client.open(path, method=method, json={})
+    assert response.status_code == 404 and response.json["error"]["code"] == "not_found"
+    assert "Location" not in response.headers
+
+
+def test_no_route_answers_with_a_redirect(app):
+    # Every route is exact: none ends with a slash that werkzeug would add by redirecting (except the page).
+    assert [rule.rule for rule in app.url_map.iter_rules() if rule.rule.endswith("/")] == ["/"]
+    assert app.url_map.merge_slashes is False
+
+
 def test_body_over_the_limit_is_413_json(make_app):
     client = make_app(MAX_BODY_BYTES=1000).test_client()
     response = client.post("/v1/predict", data=b"x" * 2000, content_type="application/json")

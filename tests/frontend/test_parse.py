@@ -81,10 +81,32 @@ def test_multipart_without_files_is_invalid_input():
         parse_predict("multipart/form-data", b"", [], LIMITS)
 
 
-@pytest.mark.parametrize("value", ["***", 5, None, "data:image/png,abc", "data:image/png;base64,@@"])
+@pytest.mark.parametrize("value", ["***", 5, None, "data:image/png,abc", "data:image/png;base64,@@",
+                                   "aGVsbG8=\n\x00", "aGVs\nbG8=\v", "aGVs-bG8="])
 def test_bad_base64_is_invalid_input(value):
     with pytest.raises(InvalidInput):
         decode_base64_image(value, 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=1, max_size=300), st.integers(1, 100), st.sampled_from(["\n", "\r\n", " ", "\t"]),
+       st.booleans())
+def test_line_wrapped_base64_decodes_like_the_unwrapped_text(data, width, newline, data_url):
+    # `base64 file.png` prints lines of 76 characters; MIME encoders wrap too. Whitespace carries nothing in base64.
+    text = b64(data)
+    wrapped = newline.join(text[i : i + width] for i in range(0, len(text), width)) + newline
+    if data_url:
+        wrapped = "data:image/png;base64," + wrapped
+    assert decode_base64_image(wrapped, 0) == data
+
+
+def test_the_base64_command_output_of_a_png_is_predicted(digit_png):
+    import base64 as stdlib_base64
+
+    printed = stdlib_base64.encodebytes(digit_png).decode()  # what `base64 digit.png` prints: 76-column lines
+    assert "\n" in printed.strip()
+    out = parse_predict("application/json", json.dumps({"image": printed}).encode(), None, LIMITS)
+    assert out.shape == (1, 28, 28, 1)
 
 
 def test_base64_of_garbage_is_invalid_image():

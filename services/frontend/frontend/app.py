@@ -46,6 +46,9 @@ class OrjsonProvider(DefaultJSONProvider):
 def create_app(test_config: dict[str, Any] | None = None, backend: Backend | None = None) -> Flask:
     """Config from defaults, then the environment (MNIST_*), then `test_config`; `backend` overrides the built one."""
     app = Flask(__name__)
+    # werkzeug answers `/v1//predict` with a 308 redirect and an HTML body; every path here is exact, so an odd
+    # one is a JSON 404 like any other unknown path (set before the routes are added: each rule copies it).
+    app.url_map.merge_slashes = False
     app.json = OrjsonProvider(app)
     app.config.update(load_from_env())
     if test_config:

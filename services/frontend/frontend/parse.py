@@ -18,6 +18,8 @@ from frontend.preprocess import image_to_mnist, instances_to_array
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 JSON_KEYS = ("instances", "inputs", "image", "images")
+BASE64_LINE_BREAKS = ("\n", "\r", " ", "\t")
+DROP_LINE_BREAKS = str.maketrans("", "", "".join(BASE64_LINE_BREAKS))
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,10 @@ def decode_base64_image(value: Any, index: int) -> bytes:
         header, _, value = value.partition(",")
         if ";base64" not in header:
             raise InvalidInput(f"image {index}: data URL must be base64-encoded")
+    if any(space in value for space in BASE64_LINE_BREAKS):
+        # What the `base64` command and MIME encoders print: lines of 76 characters. Whitespace carries nothing
+        # in base64, so it is dropped; every other stray character is still refused below.
+        value = value.translate(DROP_LINE_BREAKS)
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
