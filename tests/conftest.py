@@ -72,3 +72,7 @@ def published_models(tmp_path_factory: pytest.TempPathFactory, mnist_npz: Path) 
         for version, _ in PUBLISHED_MODEL_RUNS
     }
     return PublishedModels(base, "mnist", broken_version=3, accuracy=accuracy)
+
+
+# The real control plane of the cluster tests (tests/support/cluster): started once per session, on first use.
+from tests.support.cluster.fixtures import admin_api, cluster, control_plane  # noqa: E402, F401

@@ -61,6 +61,7 @@ class ControlPlane:
     def __init__(self, name: str, workdir: Path, bin_dir: Path = TOOLS_BIN) -> None:
         self.name, self.workdir, self.bin_dir = name, Path(workdir), bin_dir
         self.kubeconfig = self.workdir / "kubeconfig"
+        self.k8s_version = k8s_version()
 
     # ------------------------------------------------------------------------------------ tools
 

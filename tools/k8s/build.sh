@@ -44,7 +44,7 @@ if complete "$cache"; then
   exit 0
 fi
 
-echo "==> building Kubernetes $K8S_VERSION (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl) and kwok $KWOK_VERSION into $bin_dir from Go modules: about 25 minutes on 2 cores the first time, a few minutes with Go's build cache"
+echo "==> building Kubernetes $K8S_VERSION (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl) and kwok $KWOK_VERSION into $bin_dir from Go modules: about 8 minutes on 2 cores the first time, under 2 with Go's build cache"
 minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 # What `kube-apiserver --version` and /version report; helm checks the chart's kubeVersion against it.
 version_flags="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
