@@ -43,7 +43,7 @@ def test_no_route_answers_with_a_redirect(app):
 def test_body_over_the_limit_is_413_json(make_app):
     client = make_app(MAX_BODY_BYTES=1000).test_client()
     response = client.post("/v1/predict", data=b"x" * 2000, content_type="application/json")
-    assert response.status_code == 413 and response.json["error"]["code"] == "request_entity_too_large"
+    assert response.status_code == 413 and response.json["error"]["code"] == "payload_too_large"
 
 
 def test_unexpected_bug_is_a_json_500_without_internals(make_app):

@@ -13,7 +13,7 @@ from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from frontend import api, compression, health, openapi, page
+from frontend import api, body, compression, health, openapi, page
 from frontend.backends import Backend
 from frontend.config import load_from_env
 from frontend.error_handlers import register_error_handlers
@@ -63,7 +63,7 @@ def create_app(test_config: dict[str, Any] | None = None, backend: Backend | Non
     app.before_request(_start_request)
     app.after_request(_finish_request)
 
-    app.wsgi_app = compression.GzipRequestMiddleware(app.wsgi_app, lambda: app.config["MAX_BODY_BYTES"])
+    app.wsgi_app = body.RequestBodyMiddleware(app.wsgi_app, lambda: app.config["MAX_BODY_BYTES"])
     if app.config["TRUST_PROXY"] > 0:
         hops = app.config["TRUST_PROXY"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
@@ -74,7 +74,7 @@ def _start_request() -> None:
     g.started = time.perf_counter()
     offered = request.headers.get("X-Request-Id", "")
     g.request_id = offered if REQUEST_ID.match(offered) else uuid.uuid4().hex
-    compression.raise_request_encoding_error(request)
+    body.raise_body_error(request)
 
 
 def _finish_request(response: Response) -> Response:

@@ -1,10 +1,8 @@
 """gzip in both directions.
 
-Requests: a WSGI middleware inflates `Content-Encoding: gzip` bodies before Flask sees them, reading the
-compressed body in chunks and stopping as soon as the output passes the body limit, so a gzip bomb costs
-at most `max_bytes` of memory and a fraction of a second. Problems are not answered here: they are left in
-the WSGI environ and raised as domain errors by a before_request hook, so they are mapped and counted like
-every other error. Responses: compressed when the client accepts gzip and the body is worth it.
+Requests: `inflate_gzip` (called by frontend.body on a body already read and bounded) stops as soon as the
+output passes the body limit, so a gzip bomb costs at most the limit in memory and a fraction of a second.
+Responses: compressed when the client accepts gzip and the body is worth it.
 """
 
 from __future__ import annotations
@@ -12,14 +10,12 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
-from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Request, Response
 
-from frontend.errors import FrontendError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from frontend.errors import InvalidInput, PayloadTooLarge
 
-ENVIRON_ERROR = "mnist.request_encoding_error"
 CHUNK = 64 * 1024
 MIN_RESPONSE_BYTES = 1024
 COMPRESSIBLE = ("application/json", "text/", "application/javascript", "image/svg+xml")
@@ -53,58 +49,6 @@ def inflate_gzip(stream: io.RawIOBase | Any, compressed_limit: int, max_bytes: i
     if pending:
         raise InvalidInput("body is not valid gzip (truncated)")
     return bytes(out)
-
-
-class GzipRequestMiddleware:
-    def __init__(self, app: Callable, max_bytes: Callable[[], int]) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
-        if encoding and encoding != "identity":
-            body = b""
-            try:
-                if encoding not in ("gzip", "x-gzip"):
-                    raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; use gzip")
-                limit = self.max_bytes()
-                declared = environ.get("CONTENT_LENGTH")
-                if declared and declared.isdigit() and int(declared) > limit:
-                    raise PayloadTooLarge(f"compressed body larger than {limit} bytes")
-                stream = environ["wsgi.input"]
-                if declared and declared.isdigit():
-                    stream = _Limited(stream, int(declared))
-                elif not environ.get("wsgi.input_terminated"):
-                    stream = io.BytesIO(b"")
-                body = inflate_gzip(stream, limit, limit)
-            except FrontendError as error:
-                environ[ENVIRON_ERROR] = error
-            environ["wsgi.input"] = io.BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
-            environ.pop("HTTP_CONTENT_ENCODING", None)
-            environ["mnist.request_was_gzip"] = True
-        return self.app(environ, start_response)
-
-
-class _Limited:
-    """Reads at most `remaining` bytes of a WSGI input that may not signal its end itself."""
-
-    def __init__(self, stream: Any, remaining: int) -> None:
-        self._stream = stream
-        self._remaining = remaining
-
-    def read(self, size: int) -> bytes:
-        if self._remaining <= 0:
-            return b""
-        data = self._stream.read(min(size, self._remaining))
-        self._remaining -= len(data)
-        return data
-
-
-def raise_request_encoding_error(request: Request) -> None:
-    error = request.environ.get(ENVIRON_ERROR)
-    if error is not None:
-        raise error
 
 
 def accepts_gzip(accept_encoding: str) -> bool:

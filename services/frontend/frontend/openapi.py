@@ -27,10 +27,10 @@ _PIXELS = {
 }
 
 _COMMON_ERRORS = {
-    "400": _error_response("Invalid JSON, input, image or gzip body"),
+    "400": _error_response("Invalid JSON, input, image or gzip body, or a malformed or cut-short (chunked) body"),
     "401": _error_response("No API key (keys are configured)"),
     "403": _error_response("Wrong API key"),
-    "413": _error_response("Body, decompressed body, image or batch too large"),
+    "413": _error_response("Body (sized or chunked), decompressed body, image, request pixels or batch too large"),
     "415": _error_response("Unsupported Content-Type or Content-Encoding"),
 }
 
