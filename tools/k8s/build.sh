@@ -14,17 +14,6 @@ bin_dir=${BIN_DIR:-$repo/.tools/bin}
 mkdir -p "$bin_dir"
 bin_dir=$(cd "$bin_dir" && pwd)
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "error: the Go toolchain is missing: the cluster tests and make sim-up build Kubernetes from Go modules; install Go $(sed -n 's/^go //p' "$here/go.mod") or newer and put go on PATH" >&2
-  exit 1
-fi
-need=$(sed -n 's/^go //p' "$here/go.mod")
-have=$(go env GOVERSION | sed 's/^go//')
-if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
-  echo "error: Go $have is too old to build the pinned Kubernetes (tools/k8s/go.mod needs go $need)" >&2
-  exit 1
-fi
-
 # shellcheck source=/dev/null
 source <(grep -E '^[A-Z0-9_]+=' "$here/versions.env")
 pins=$(cat "$here/versions.env" "$here/go.mod" "$here/go.sum" "$0" | sha256sum | cut -c1-16)
@@ -42,6 +31,19 @@ if complete "$cache"; then
   echo "$pins" > "$stamp"
   echo "==> Kubernetes $K8S_VERSION and kwok $KWOK_VERSION copied into $bin_dir from $cache"
   exit 0
+fi
+
+# Go's own installer puts it in /usr/local/go/bin, which a non-login shell may not have on PATH.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then PATH=/usr/local/go/bin:$PATH; fi
+if ! command -v go >/dev/null 2>&1; then
+  echo "error: the Go toolchain is missing: the cluster tests and make sim-up build Kubernetes from Go modules; install Go $(sed -n 's/^go //p' "$here/go.mod") or newer and put go on PATH" >&2
+  exit 1
+fi
+need=$(sed -n 's/^go //p' "$here/go.mod")
+have=$(go env GOVERSION | sed 's/^go//')
+if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
+  echo "error: Go $have is too old to build the pinned Kubernetes (tools/k8s/go.mod needs go $need)" >&2
+  exit 1
 fi
 
 echo "==> building Kubernetes $K8S_VERSION (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl) and kwok $KWOK_VERSION into $bin_dir from Go modules: about 8 minutes on 2 cores the first time, under 2 with Go's build cache"
