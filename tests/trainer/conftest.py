@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.k8s_emulator.fixtures import k8s_api  # noqa: F401  (the shared API emulator, used by name)
-
 
 @pytest.fixture(scope="session")
 def mnist_arrays(mnist_npz: Path) -> tuple[np.ndarray, np.ndarray]:

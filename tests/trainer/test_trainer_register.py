@@ -50,16 +50,16 @@ def test_registration_is_skipped_outside_a_cluster():
     assert lines == []
 
 
-def test_registration_creates_then_updates_the_model_version_in_an_api_server(k8s_api, repo_root):
-    k8s_api.load_crds([repo_root / "charts" / "mnist-platform" / "crds" / "modelversions.yaml"])
-    env = {"KUBECONFIG": str(k8s_api.kubeconfig), "POD_NAMESPACE": "default"}
+def test_registration_creates_then_updates_the_model_version_in_an_api_server(cluster):
+    # A real API server with the chart's CRDs: the object must pass the ModelVersion schema to be stored.
+    env = {"KUBECONFIG": str(cluster.kubeconfig), "POD_NAMESPACE": cluster.namespace}
     lines: list[str] = []
     assert register("always", METRICS, "/models/mnist/4", log=lines.append, env=env) is True
-    assert lines == ["ModelVersion default/mnist-v4 created"]
-    stored = k8s_api.get("ml.mnist-platform.dev/v1alpha1", "ModelVersion", "mnist-v4")
-    assert stored["spec"] == build_model_version(METRICS, "/models/mnist/4", "default")["spec"]
+    assert lines == [f"ModelVersion {cluster.namespace}/mnist-v4 created"]
+    stored = cluster.get("ml.mnist-platform.dev/v1alpha1", "ModelVersion", "mnist-v4")
+    assert stored["spec"] == build_model_version(METRICS, "/models/mnist/4", cluster.namespace)["spec"]
     # Re-publishing the same version number (e.g. a store rebuilt from scratch) updates the spec.
     assert register("always", {**METRICS, "test_accuracy": 0.995}, "/models/mnist/4", log=lines.append, env=env)
-    assert lines[-1] == "ModelVersion default/mnist-v4 updated"
-    stored = k8s_api.get("ml.mnist-platform.dev/v1alpha1", "ModelVersion", "mnist-v4")
+    assert lines[-1] == f"ModelVersion {cluster.namespace}/mnist-v4 updated"
+    stored = cluster.get("ml.mnist-platform.dev/v1alpha1", "ModelVersion", "mnist-v4")
     assert stored["spec"]["testAccuracy"] == 0.995
