@@ -24,7 +24,7 @@ from typing import Any
 from mnist_operator import analysis as an
 from mnist_operator.merge_patch import without_nulls
 from mnist_operator.render import Route, RoutingState, ServingState, routing_document, stable_version_of_routing
-from mnist_operator.spec import RolloutSpec, SpecError, parse_spec
+from mnist_operator.spec import RolloutSpec, SpecError, parse_spec, shown
 
 PENDING, PROGRESSING, PAUSED, PROMOTED, ROLLED_BACK, FAILED = (
     "Pending", "Progressing", "Paused", "Promoted", "RolledBack", "Failed")
@@ -46,7 +46,7 @@ class Event:
 
 @dataclass(frozen=True)
 class CandidateInfo:
-    """What the world says about the candidate version."""
+    """What the world says about one model version (the candidate, or the stable one in Observation.versions)."""
 
     exists: bool = False
     test_accuracy: float | None = None
@@ -65,6 +65,9 @@ class Observation:
     serving_base_path: str = "/models/mnist"
     current_routing: dict[str, Any] | None = None  # the routing document in place now
     blocked_by: str | None = None  # another rollout that holds this model
+    # Facts about the stable version (stable_to_check), gathered like the candidate's: the gate routes nothing to a
+    # version that is not published and AVAILABLE. A version missing here counts as not found.
+    versions: dict[int, CandidateInfo] = field(default_factory=dict)
 
 
 @dataclass
@@ -308,6 +311,15 @@ def _replan(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float,
         st["shadowPercent"] = spec.shadow.percent
 
 
+def stable_to_check(spec: RolloutSpec, routing: dict[str, Any] | None) -> int | None:
+    """The stable version the gate will use: the spec's, else what the routing in place serves as stable.
+
+    The shells call this to know which version's facts to gather (Observation.versions); the gate resolves the
+    same way, so the facts are about the version it is about to route to.
+    """
+    return spec.stable_version if spec.stable_version is not None else stable_version_of_routing(routing)
+
+
 def serves_nothing(routing: dict[str, Any] | None) -> bool:
     """No routing document in place, or one without a route that carries traffic (a fresh install)."""
     if not isinstance(routing, dict):
@@ -321,12 +333,10 @@ def _gate(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float, e
     served = obs.current_routing.get("model") if isinstance(obs.current_routing, dict) else None
     if served not in (None, spec.model):
         _fail_now(st, now, events, "ModelNotServed",
-                  f"the routing config in place serves model {served!r}, not {spec.model!r}: one routing "
+                  f"the routing config in place serves model {shown(served)}, not {spec.model!r}: one routing "
                   "config per model (see MNIST_OPERATOR_ROUTING_CONFIGMAP)")
         return
-    stable = spec.stable_version
-    if stable is None:
-        stable = stable_version_of_routing(obs.current_routing)
+    stable = stable_to_check(spec, obs.current_routing)
     if stable is None and not serves_nothing(obs.current_routing):
         _fail_now(st, now, events, "NoStableVersion",
                   "the routing config in place serves no version labelled stable and spec.stableVersion is unset: "
@@ -346,7 +356,9 @@ def _gate(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float, e
         return
     else:
         st.pop("initial", None)
-        st["stableVersion"] = stable
+        if not _stable_ready(st, spec, obs, now, events, stable):
+            return
+        st["stableVersion"] = stable  # from here on the configs name it: it is published and AVAILABLE
     c = obs.candidate
     waited = now - parse_ts(st["stageStartedAt"])
     if not c.exists:
@@ -370,6 +382,30 @@ def _gate(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float, e
                                                 f"{_fmt(c.test_accuracy)} >= {need}; loading it {beside}"))
     st.update(stage=LOADING, stageStartedAt=ts(now), reason="LoadingCandidate",
               message=f"waiting for v{spec.candidate_version} to be AVAILABLE")
+
+
+def _stable_ready(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float, events: list[Event],
+                  stable: int) -> bool:
+    """The stable version gets the candidate's checks (published, then AVAILABLE, within gate.timeout) before any
+    config names it: routing users to a version TF Serving does not have answers every one of them with a 503.
+
+    Until it passes, status.stableVersion is not set to it, so nothing is written that names it (a replanned rollout
+    keeps routing to the stable version it had checked before).
+    """
+    facts = obs.versions.get(stable) or CandidateInfo(detail="not looked up yet")
+    if facts.exists and facts.available:
+        return True
+    reason, what = (("StableNotFound", "not found") if not facts.exists else
+                    ("StableNotAvailable", "not AVAILABLE"))
+    waited = now - parse_ts(st["stageStartedAt"])
+    if waited >= spec.gate_timeout_s:
+        _fail_now(st, now, events, reason,
+                  f"stable v{stable} {what} after {waited:.0f}s ({facts.detail or 'model store'}); nothing was routed "
+                  f"to it: set spec.stableVersion to a published, loaded version, or leave it unset for the one "
+                  f"that serves now")
+    else:
+        st.update(reason=reason, message=f"waiting for stable v{stable}: {what} ({facts.detail or 'model store'})")
+    return False
 
 
 def _loading(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float, events: list[Event]) -> None:

@@ -224,7 +224,8 @@ def serving_base_path(model: str) -> str:
 
 
 def candidate_info(c: Clients, namespace: str, model: str, version: int) -> core.CandidateInfo:
-    """Gate facts: ModelVersion (else model store) for existence and accuracy; TF Serving (else store) for AVAILABLE."""
+    """Gate facts about one version (the candidate, or the stable one): ModelVersion (else model store) for existence
+    and accuracy; TF Serving (else store) for AVAILABLE."""
     info = core.CandidateInfo()
     try:
         mv = c.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, MODELVERSION_PLURAL,
@@ -251,6 +252,20 @@ def candidate_info(c: Clients, namespace: str, model: str, version: int) -> core
         return core.CandidateInfo(info.exists, info.test_accuracy, ok, f"model store {store}/{version} (no TF Serving URL)")
     # Neither TF Serving nor the store is reachable from here: a registered version is taken as loadable.
     return core.CandidateInfo(info.exists, info.test_accuracy, info.exists, info.detail + " (no TF Serving URL)")
+
+
+def stable_facts(c: Clients, namespace: str, spec: dict[str, Any],
+                 routing_doc: dict[str, Any] | None) -> dict[int, core.CandidateInfo]:
+    """Gate facts about the stable version the gate will use (the spec's, else the routing's), checked like the
+    candidate; an invalid spec needs none (decide() refuses it)."""
+    try:
+        parsed = parse_spec(spec)
+    except SpecError:
+        return {}
+    stable = core.stable_to_check(parsed, routing_doc)
+    if stable is None or stable == parsed.candidate_version:
+        return {}
+    return {stable: candidate_info(c, namespace, parsed.model, stable)}
 
 
 def register_version(c: Clients, namespace: str, model: str, version: int, store: str) -> bool:
@@ -314,6 +329,7 @@ def tick(namespace: str, name: str, now: float | None = None) -> tuple[dict[str,
     blocked = None
     routing_doc = None
     cand = core.CandidateInfo()
+    versions: dict[int, core.CandidateInfo] = {}
     metrics = None
     if model:
         if status.get("phase") not in core.ACTIVE:
@@ -323,11 +339,13 @@ def tick(namespace: str, name: str, now: float | None = None) -> tuple[dict[str,
         cv = spec.get("candidateVersion")
         if stage in (None, core.WAITING, core.GATE, core.LOADING) and isinstance(cv, int) and cv > 0:
             cand = candidate_info(c, namespace, model, cv)
+        if stage in (None, core.WAITING, core.GATE):
+            versions = stable_facts(c, namespace, spec, routing_doc)
         if stage in core.TRAFFIC_STAGES or stage in (core.PROMOTING, core.ROLLING_BACK, core.LOADING):
             metrics = metrics_snapshot(c, namespace, model)
     obs = core.Observation(rollout=key, generation=int(obj["metadata"].get("generation") or 1), metrics=metrics,
                            candidate=cand, serving_base_path=serving_base_path(model or "model"),
-                           current_routing=routing_doc, blocked_by=blocked)
+                           current_routing=routing_doc, blocked_by=blocked, versions=versions)
     decision = core.decide(spec, status, obs, time.time() if now is None else now)
     apply_decision(c, namespace, decision)
     _patch_status(c, namespace, name, status, decision.status)

@@ -156,15 +156,20 @@ def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.ti
         now = clock()
         st = status or {}
         cand = core.CandidateInfo()
+        routing_now = _read_json(opts.routing_file)
         if st.get("stage") in (None, core.WAITING, core.GATE, core.LOADING):
-            cand = _candidate(opts, parsed.model, parsed.candidate_version, http)
+            cand = _version_facts(opts, parsed.model, parsed.candidate_version, http)
+        versions = {}
+        stable = core.stable_to_check(parsed, routing_now)
+        if st.get("stage") in (None, core.WAITING, core.GATE) and stable not in (None, parsed.candidate_version):
+            versions[stable] = _version_facts(opts, parsed.model, stable, http)  # checked like the candidate
         metrics = None
         if st.get("stage") in (*core.TRAFFIC_STAGES, core.LOADING, core.PROMOTING, core.ROLLING_BACK):
             metrics = metrics_source.scrape_urls({u: u for u in opts.metrics_urls}, parsed.model,
                                                  opts.http_timeout_s, http, clock)
         obs = core.Observation(rollout=key, generation=int(meta.get("generation") or 1), metrics=metrics,
-                               candidate=cand, serving_base_path=base_path,
-                               current_routing=_read_json(opts.routing_file))
+                               candidate=cand, serving_base_path=base_path, current_routing=routing_now,
+                               versions=versions)
         d = core.decide(spec, status, obs, now)
         if d.serving is not None:
             atomic_write(opts.serving_config, render_model_config([d.serving]))
@@ -199,8 +204,9 @@ def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.ti
         time.sleep(tick_s)
 
 
-def _candidate(opts: LocalOptions, model: str, version: int, http: requests.Session) -> core.CandidateInfo:
-    """TF Serving's status API when given; else the model store; else (neither) the frontend's /readyz."""
+def _version_facts(opts: LocalOptions, model: str, version: int, http: requests.Session) -> core.CandidateInfo:
+    """Gate facts about one version: TF Serving's status API when given; else the model store; else (neither) the
+    frontend's /readyz."""
     store = versions.store_candidate_info(opts.model_base_path, version) if opts.model_base_path else None
     if opts.serving_rest:
         ok, seen = versions.serving_available(opts.serving_rest, model, version, opts.http_timeout_s, http)

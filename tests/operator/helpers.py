@@ -41,6 +41,9 @@ class World:
     feedback_share: float = 1.0
     now: float = START
     candidate: CandidateInfo = field(default_factory=lambda: CandidateInfo(True, 0.98, True, "test"))
+    # Facts about the other versions (the stable one): every version with a behaviour is published and AVAILABLE
+    # unless set here; a version with neither is not found (like stableVersion: 99 in the issue).
+    version_facts: dict[int, CandidateInfo] = field(default_factory=dict)
     metrics_up: bool = True
     pods: dict[str, an.PodCounters] = field(default_factory=lambda: {"pod-a": an.PodCounters(),
                                                                     "pod-b": an.PodCounters()})
@@ -104,8 +107,10 @@ class World:
 
     # --- operator ----------------------------------------------------------------------------------------------
     def observation(self) -> Observation:
+        versions = {v: self.version_facts.get(v, CandidateInfo(True, 0.97, True, "test"))
+                    for v in {*self.behaviours, *self.version_facts}}
         return Observation(rollout=KEY, generation=self.generation, metrics=self.snapshot(), candidate=self.candidate,
-                           current_routing=copy.deepcopy(self.routing), blocked_by=self.blocked_by)
+                           current_routing=copy.deepcopy(self.routing), blocked_by=self.blocked_by, versions=versions)
 
     def tick(self, dt: float = 1.0) -> Decision:
         self.traffic(dt)

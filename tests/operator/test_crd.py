@@ -170,7 +170,9 @@ def test_every_spec_the_schema_accepts_is_handled(spec, defaulted):
     validator(SPEC_SCHEMA).validate(spec)
     routing = {"model": spec["model"], "strategy": "single", "routes": [{"version": 1, "label": "stable", "weight": 100}],
                "generation": 1}
-    obs = Observation(rollout=KEY, candidate=CandidateInfo(True, 0.99, True), current_routing=routing)
+    stable = spec.get("stableVersion") or 1
+    obs = Observation(rollout=KEY, candidate=CandidateInfo(True, 0.99, True), current_routing=routing,
+                      versions={stable: CandidateInfo(True, 0.98, True)})
     status = None
     for i in range(4):  # creation, gate, loading, first traffic
         d = decide(spec, status, obs, START + i)

@@ -425,3 +425,75 @@ def test_a_rollout_for_a_model_the_routing_does_not_serve_is_refused_before_writ
     w.tick()
     assert w.phase == "Failed" and w.status["reason"] == "ModelNotServed"
     assert w.decisions[-1].routing is None and w.routing["model"] == "mnist"
+
+
+# --- the stable version gets the candidate's checks -----------------------------------------------------------------
+
+def _named_versions(w: World) -> set[int]:
+    """Every version any written config named (routing routes and shadow, TF Serving versions and labels)."""
+    named: set[int] = set()
+    for d in w.decisions:
+        if d.routing is not None:
+            named |= {r.version for r in d.routing.routes} | ({d.routing.shadow[0]} if d.routing.shadow else set())
+        if d.serving is not None:
+            named |= set(d.serving.versions) | set(d.serving.labels.values())
+    return named
+
+
+def test_a_stable_version_that_does_not_exist_is_refused_and_nothing_routes_to_it():
+    """The issue: `stableVersion: 99` passed the gate and 75% of traffic went to a version not in the store."""
+    w = World(canary_spec(stableVersion=99))
+    w.tick()
+    assert w.phase == "Progressing" and w.status["reason"] == "StableNotFound"
+    assert "waiting for stable v99: not found" in w.status["message"] and "stableVersion" not in w.status
+    w.run(60)
+    assert w.phase == "Failed" and w.status["reason"] == "StableNotFound", w.status
+    assert "stable v99 not found after 10s" in w.status["message"]
+    warnings = [e for d in w.decisions for e in d.events if e.type == "Warning"]
+    assert [e.reason for e in warnings] == ["StableNotFound"]
+    assert 99 not in _named_versions(w) and not _named_versions(w), "nothing may be written"
+    assert w.routing["routes"] == [{"version": 1, "label": "stable", "weight": 100}] and w.routing["generation"] == 1
+    cond = {c["type"]: c for c in w.status["conditions"]}
+    assert cond["Degraded"]["status"] == "True" and cond["Degraded"]["reason"] == "StableNotFound"
+
+
+def test_a_stable_version_that_is_published_but_not_loaded_fails_with_stable_not_available():
+    w = World(canary_spec(stableVersion=3), version_facts={3: CandidateInfo(True, 0.97, False, "TF Serving: LOADING")})
+    w.run(60)
+    assert w.phase == "Failed" and w.status["reason"] == "StableNotAvailable"
+    assert "stable v3 not AVAILABLE" in w.status["message"] and "TF Serving: LOADING" in w.status["message"]
+    assert 3 not in _named_versions(w)
+
+
+def test_the_stable_version_the_routing_serves_is_checked_too():
+    """Unset stableVersion: the version the routing serves as stable must still be in TF Serving."""
+    w = World(canary_spec(), version_facts={1: CandidateInfo(False, None, False, "TF Serving: not loaded")})
+    w.run(60)
+    assert w.phase == "Failed" and w.status["reason"] == "StableNotFound"
+    assert not _named_versions(w)
+
+
+def test_a_stable_version_published_within_the_gate_timeout_is_used():
+    w = World(canary_spec(stableVersion=3), version_facts={3: CandidateInfo(False, None, False, "store")},
+              behaviours={1: Behaviour(), 2: Behaviour(), 3: Behaviour()})
+    for _ in range(3):
+        w.tick()
+    assert w.status["reason"] == "StableNotFound" and w.phase == "Progressing"
+    w.version_facts = {3: CandidateInfo(True, 0.97, True, "store")}
+    _run_until(w, "Canary")
+    assert w.status["stage"] == "Canary" and w.status["stableVersion"] == 3
+    assert [(r["version"], r["weight"]) for r in w.routing["routes"]] == [(3, 90), (2, 10)]
+
+
+def test_replanning_to_a_missing_stable_version_keeps_traffic_on_the_checked_one():
+    w = World(canary_spec())
+    _run_until(w, "Canary")
+    assert w.weight(2) == 10
+    w.spec = canary_spec(stableVersion=99)
+    w.generation += 1
+    w.tick()
+    assert w.status["reason"] == "StableNotFound" and w.weight(1) == 100 and w.status["stableVersion"] == 1
+    w.run(60)
+    assert w.phase == "Failed" and w.status["reason"] == "StableNotFound"
+    assert w.routing["routes"] == [{"version": 1, "label": "stable", "weight": 100}]
+    assert 99 not in _named_versions(w)

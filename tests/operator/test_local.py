@@ -166,3 +166,34 @@ def test_local_mode_with_nothing_served_yet_makes_the_candidate_the_initial_stab
     assert "versions: 2\n" in config and 'version_labels { key: "stable" value: 2 }' in config
     final = json.loads(status.read_text())
     assert final["phase"] == "Promoted" and final["reason"] == "InitialVersion" and "stableVersion" not in final
+
+
+def test_local_mode_refuses_a_stable_version_not_in_the_store_and_writes_nothing(tmp_path, capsys):
+    """The issue: `stableVersion: 99` sent most traffic to a version not in the store (503s, frontends unready)."""
+    store = fake_store(tmp_path, (1, 2))
+    rollout = write_rollout(tmp_path, "t", {"model": "mnist", "candidateVersion": 2, "stableVersion": 99,
+                                            "gate": {"timeout": "300ms"}})
+    routing, serving, status = tmp_path / "routing.json", tmp_path / "models.config", tmp_path / "status.json"
+    before = '{"model": "mnist", "strategy": "single", "routes": [{"version": 1, "label": "stable", "weight": 100}]}'
+    routing.write_text(before)
+    out = io.StringIO()
+    code = run_local(LocalOptions(rollout=rollout, routing_file=routing, serving_config=serving,
+                                  metrics_urls=["http://127.0.0.1:9/metrics"], model_base_path=store, tick_s=0.05,
+                                  timeout_s=30, status_file=status, http_timeout_s=0.1), out=out)
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("Failed reason: StableNotFound: stable v99 not found after"), err
+    assert "Warning StableNotFound: stable v99 not found" in out.getvalue()
+    assert routing.read_text() == before and not serving.exists(), "nothing may be written"
+    assert json.loads(status.read_text())["reason"] == "StableNotFound"
+
+
+def test_local_mode_checks_the_stable_version_the_routing_file_serves(tmp_path, capsys):
+    store = fake_store(tmp_path, (2,))  # v1 serves according to the routing file, but the store lacks it
+    rollout = write_rollout(tmp_path, "t", {"model": "mnist", "candidateVersion": 2, "gate": {"timeout": "300ms"}})
+    routing = tmp_path / "routing.json"
+    routing.write_text('{"model": "mnist", "strategy": "single", "routes": [{"version": 1, "label": "stable", '
+                       '"weight": 100}]}')
+    code = run_local(LocalOptions(rollout=rollout, routing_file=routing, serving_config=tmp_path / "models.config",
+                                  metrics_urls=["http://127.0.0.1:9/metrics"], model_base_path=store, tick_s=0.05,
+                                  timeout_s=30, http_timeout_s=0.1), out=io.StringIO())
+    assert code == 1 and "Failed reason: StableNotFound: stable v1 not found" in capsys.readouterr().err

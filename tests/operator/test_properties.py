@@ -8,7 +8,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mnist_operator import merge_patch
-from mnist_operator.decide import TERMINAL, decide, desired_configs
+from mnist_operator.decide import TERMINAL, CandidateInfo, decide, desired_configs
 from mnist_operator.render import routing_document
 
 from tests.operator.helpers import KEY, Behaviour, World, canary_spec
@@ -181,3 +181,31 @@ def test_pausing_without_stable_version_after_a_merge_patch_store_holds_the_cana
     w.tick()
     assert w.status["phase"] == "Paused" and w.status["stage"] == "Canary" and w.weight(2) == 10, w.status
     assert not [e for d in w.decisions for e in d.events if "starting again from the gate" in e.message]
+
+
+FACTS = {"published, AVAILABLE": CandidateInfo(True, 0.97, True, "t"), "missing": CandidateInfo(False, None, False, "t"),
+         "published, not loaded": CandidateInfo(True, 0.97, False, "t")}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stable=st.sampled_from([None, 1, 3, 99]), timeline=st.lists(st.sampled_from(sorted(FACTS)), min_size=1,
+                                                                    max_size=30))
+def test_no_config_ever_names_a_stable_version_not_seen_published_and_available(stable, timeline):
+    """Whatever the stable version's facts do over time, a config names it only after the gate saw it AVAILABLE."""
+    spec = canary_spec(**({} if stable is None else {"stableVersion": stable}))
+    target = stable or 1
+    w = World(spec, behaviours={1: Behaviour(), 2: Behaviour(), 3: Behaviour(), 99: Behaviour()})
+    seen_ready = False
+    for i in range(60):
+        facts = FACTS[timeline[min(i, len(timeline) - 1)]]
+        w.version_facts = {target: facts}
+        d = w.tick()
+        seen_ready = seen_ready or (facts.exists and facts.available)
+        named = ({r.version for r in d.routing.routes} if d.routing else set()) | (
+            set(d.serving.versions) if d.serving else set())
+        assert target not in named or seen_ready, (i, w.status)
+        if w.phase in TERMINAL:
+            break
+    if not seen_ready:
+        assert w.phase != "Promoted" and w.weight(2) == 0
+        assert w.status.get("reason") in ("StableNotFound", "StableNotAvailable") or w.phase == "Progressing"

@@ -77,3 +77,33 @@ def test_discovery_finds_published_versions_without_a_modelversion(tmp_path):
     (tmp_path / ".tmp-x").mkdir()
     assert versions.unregistered(tmp_path, {"mnist-v1"}) == [("fashion", 1), ("mnist", 2)]
     assert versions.unregistered(tmp_path / "nope", set()) == []
+
+
+class _NoModelVersions:
+    """A CustomObjectsApi stand-in: no ModelVersion exists; creating one is recorded."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def get_namespaced_custom_object(self, *args, **kwargs):
+        from kubernetes.client.rest import ApiException
+
+        raise ApiException(status=404, reason="Not Found")
+
+    def create_namespaced_custom_object(self, group, version, namespace, plural, body):
+        self.created.append(body["metadata"]["name"])
+
+
+def test_the_kopf_shell_gathers_the_stable_versions_facts_like_the_candidates(tmp_path):
+    publish(tmp_path / "mnist", 1)
+    publish(tmp_path / "mnist", 2)
+    cfg = OperatorConfig.from_env({"MNIST_OPERATOR_MODEL_BASE_PATH": str(tmp_path)})
+    c = handlers.Clients(cfg=cfg, core=None, custom=_NoModelVersions(), http=None)
+    routing = {"model": "mnist", "strategy": "single", "routes": [{"version": 1, "label": "stable", "weight": 100}]}
+    facts = handlers.stable_facts(c, "default", {"model": "mnist", "candidateVersion": 2, "stableVersion": 99}, routing)
+    assert list(facts) == [99] and not facts[99].exists and not facts[99].available
+    facts = handlers.stable_facts(c, "default", {"model": "mnist", "candidateVersion": 2}, routing)
+    assert list(facts) == [1] and facts[1].exists and facts[1].available
+    assert c.custom.created == ["mnist-v1"], "a stable version found in the store is registered like a candidate"
+    assert handlers.stable_facts(c, "default", {"model": "mnist", "candidateVersion": 2, "bogus": 1}, routing) == {}
+    assert handlers.stable_facts(c, "default", {"model": "mnist", "candidateVersion": 2}, None) == {}
