@@ -163,7 +163,7 @@ def bench_decide(iterations: int = 2000) -> dict:
     routing_doc = {"model": "mnist", "strategy": "single", "routes": [{"version": 1, "label": "stable", "weight": 100}],
                    "generation": 1}
     obs = Observation(rollout="default/x", candidate=CandidateInfo(True, 0.98, True), current_routing=routing_doc,
-                      metrics=an.Snapshot(taken_at=0, pods=pods))
+                      metrics=an.Snapshot(taken_at=0, pods=pods), versions={1: CandidateInfo(True, 0.97, True)})
     status = None
     for t in range(3):
         status = decide(spec, status, obs, 1_800_000_000.0 + t).status
