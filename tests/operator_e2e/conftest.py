@@ -1,4 +1,4 @@
-"""Fixtures of the operator's end-to-end tests: the emulated API, one real frontend, the platform around them."""
+"""Fixtures of the operator's end-to-end tests: the real control plane, one real frontend, the platform around them."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.k8s_emulator import EmulatedCluster
-from tests.support.k8s_emulator.fixtures import k8s_api  # noqa: F401  (a fixture, used by name)
+from tests.support.cluster import Cluster
 
 from .harness import Frontend, Platform
 
@@ -37,10 +36,10 @@ def digits(mnist_npz) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture
-def platform(k8s_api: EmulatedCluster, frontend: Frontend, model_store: ModelStore,  # noqa: F811
-             tmp_path) -> Iterator[Platform]:
-    """A fresh emulated cluster with the CRDs, the frontend as a Ready Pod, the kubelet sync, an operator (not started)."""
-    world = Platform(k8s_api, frontend, model_store.base_path.parent, tmp_path, next(_generations))
+def platform(cluster: Cluster, frontend: Frontend, model_store: ModelStore, tmp_path) -> Iterator[Platform]:
+    """The test's namespace on the real control plane, the frontend as a Ready Pod, the kubelet sync, an operator
+    (not started)."""
+    world = Platform(cluster, frontend, model_store.base_path.parent, tmp_path, next(_generations))
     try:
         yield world
     finally:

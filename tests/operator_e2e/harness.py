@@ -1,10 +1,14 @@
 """What the operator's end-to-end tests put around it: a frontend to judge, a kubelet's ConfigMap sync, traffic.
 
-The operator (`mnist-operator run`, a real kopf process) talks to the emulated API server; the frontend is real
-gunicorn with the embedded backend over the trainer's SavedModels. Between them stands what a cluster would do:
-  - a Pod object for the frontend (status.podIP 127.0.0.1, Ready), so the operator finds it through the API and
-    scrapes its /metrics on the port MNIST_OPERATOR_METRICS_PORT names;
-  - ConfigMapSync, the kubelet's part: the routing ConfigMap's key is copied into the file the frontend reads;
+The operator (`mnist-operator run --namespace <the test's>`, a real kopf process) talks to the session's real
+control plane (tests/support/cluster: kube-apiserver, controllers and scheduler, kwok playing the nodes); the
+frontend is real gunicorn with the embedded backend over the trainer's SavedModels, listening on 127.0.0.1.
+Between them stands what a cluster does, as far as it is not there:
+  - a hostNetwork Pod for the frontend, labelled as the operator's selector wants: the scheduler places it and
+    kwok makes it Running and Ready with its node's address, 127.0.0.1, where the real frontend listens, so the
+    operator finds it through the API and scrapes its /metrics on the port MNIST_OPERATOR_METRICS_PORT names;
+  - ConfigMapSync, the kubelet's part: it watches the routing ConfigMap through the API server and copies its key
+    into the file the frontend reads, recording every value written (a watch misses no write);
   - Traffic: real MNIST test digits through POST /v1/predict, each answered with the true label as feedback.
 """
 
@@ -20,26 +24,24 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 import numpy as np
-import pytest
 import requests
 import yaml
 from google.protobuf import text_format
 from mnist_operator.config import ENV_SETTINGS
 from tensorflow_serving.config import model_server_config_pb2
 
-from tests.support.k8s_emulator import EmulatedCluster
-from tests.support.k8s_emulator.clients import find_kubectl, kubectl
+from tests.support.cluster import Cluster, wait_for
 
-T = TypeVar("T")
+__all__ = ["wait_for"]  # re-exported for the tests: one polling helper everywhere
+
 BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CRDS = REPO_ROOT / "charts" / "mnist-platform" / "crds"
+CHART = REPO_ROOT / "charts" / "mnist-platform"
 EXAMPLES = REPO_ROOT / "k8s" / "examples"
 GROUP, VERSION, PLURAL = "ml.mnist-platform.dev", "v1alpha1", "modelrollouts"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -48,24 +50,14 @@ ROUTING_CM = ENV_SETTINGS["MNIST_OPERATOR_ROUTING_CONFIGMAP"].default.format(mod
 ROUTING_KEY = ENV_SETTINGS["MNIST_OPERATOR_ROUTING_CONFIGMAP_KEY"].default
 SERVING_CM = ENV_SETTINGS["MNIST_OPERATOR_SERVING_CONFIGMAP"].default.format(model=MODEL)
 SERVING_KEY = ENV_SETTINGS["MNIST_OPERATOR_SERVING_CONFIGMAP_KEY"].default
+FRONTEND_LABELS = dict(kv.split("=", 1) for kv in ENV_SETTINGS["MNIST_OPERATOR_FRONTEND_SELECTOR"].default.split(","))
+FINAL_PHASES = {"Promoted", "RolledBack", "Failed"}
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll until predicate() is truthy; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -106,67 +98,45 @@ def parse_model_config(text: str) -> model_server_config_pb2.ModelServerConfig:
     return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
 
 
-KUBECTL = find_kubectl()
-needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is neither in .tools/bin nor on PATH")
+# ------------------------------------------------------------------------------------------ kubectl, as a user would
 
 
-def _custom_api(cluster: EmulatedCluster) -> kubernetes.client.CustomObjectsApi:
-    return kubernetes.client.CustomObjectsApi(kubernetes.config.new_client_from_config(str(cluster.kubeconfig)))
+def try_apply(cluster: Cluster, manifest: dict[str, Any]) -> tuple[bool, str]:
+    """`kubectl apply --validate=strict` in the test's namespace: (accepted, the API server's words when refused)."""
+    result = cluster.kubectl("apply", "--validate=strict", "-f", "-", input=yaml.safe_dump(manifest))
+    return result.returncode == 0, result.stderr
 
 
-def try_apply(cluster: EmulatedCluster, manifest: dict[str, Any]) -> tuple[bool, str]:
-    """Create or update a ModelRollout as a user would: kubectl apply, or the kubernetes client without kubectl.
-
-    Returns (accepted, the API server's message when refused).
-    """
-    if KUBECTL is not None:
-        result = kubectl(cluster, "apply", "--validate=false", "-f", "-", input=yaml.safe_dump(manifest))
-        return result.returncode == 0, result.stderr
-    api, name = _custom_api(cluster), manifest["metadata"]["name"]
-    try:
-        try:
-            api.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, manifest)
-        except kubernetes.client.ApiException as exc:
-            if exc.status != 409:
-                raise
-            api.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name, manifest)
-    except kubernetes.client.ApiException as exc:
-        return False, str(exc.body)
-    finally:
-        api.api_client.close()
-    return True, ""
-
-
-def apply(cluster: EmulatedCluster, manifest: dict[str, Any]) -> None:
+def apply(cluster: Cluster, manifest: dict[str, Any]) -> None:
     accepted, message = try_apply(cluster, manifest)
     assert accepted, message
 
 
-def patch_rollout(cluster: EmulatedCluster, name: str, patch: dict[str, Any]) -> None:
-    """kubectl patch --type=merge (or the kubernetes client without kubectl)."""
-    if KUBECTL is not None:
-        result = kubectl(cluster, "patch", "mr", name, "--type=merge", "-p", json.dumps(patch))
-        assert result.returncode == 0, result.stderr
-        return
-    api = _custom_api(cluster)
-    try:
-        api.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name, patch)
-    finally:
-        api.api_client.close()
+def patch_rollout(cluster: Cluster, name: str, patch: dict[str, Any]) -> None:
+    cluster.check(cluster.kubectl("patch", "mr", name, "--type=merge", "-p", json.dumps(patch)))
 
 
-def delete_rollout(cluster: EmulatedCluster, name: str, timeout: float = 30) -> None:
-    """kubectl delete, which waits until the finalizer let the object go (or the client and a wait)."""
-    if KUBECTL is not None:
-        result = kubectl(cluster, "delete", "mr", name, f"--timeout={timeout:.0f}s")
-        assert result.returncode == 0, result.stderr
-        return
-    api = _custom_api(cluster)
-    try:
-        api.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
-    finally:
-        api.api_client.close()
-    wait_for(lambda: cluster.get(API_VERSION, "ModelRollout", name) is None, timeout, f"{name} to be deleted")
+def delete_rollout(cluster: Cluster, name: str, timeout: float = 60) -> None:
+    """kubectl delete, which waits until the operator's finalizer let the object go."""
+    cluster.check(cluster.kubectl("delete", "mr", name, f"--timeout={timeout:.0f}s", timeout=timeout + 30))
+
+
+def describe_events(cluster: Cluster, name: str) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of each row of the Events table `kubectl describe mr <name>` prints."""
+    described = cluster.check(cluster.kubectl("describe", "mr", name))
+    assert "\nEvents:" in described, described
+    rows = described.split("\nEvents:", 1)[1].splitlines()
+    header = next(i for i, line in enumerate(rows) if line.split()[:3] == ["Type", "Reason", "Age"])
+    events = []
+    for line in rows[header + 2:]:  # after the header and its ---- underline
+        if not line.strip():
+            break
+        kind, reason, _age, _source, message = line.split(None, 4)
+        events.append((kind, reason, message))
+    return events
+
+
+# ------------------------------------------------------------------------------------------------------ processes
 
 
 class Frontend:
@@ -213,70 +183,108 @@ class Frontend:
 
 
 class ConfigMapSync:
-    """The kubelet's part: copy the routing ConfigMap into the frontend's file; record every distinct value."""
+    """The kubelet's part: watch the routing and serving ConfigMaps through the API server, copy the routing key
+    into the frontend's file, and record every distinct value written (in the order the API server stored them)."""
 
-    def __init__(self, cluster: EmulatedCluster, routing_file: Path, period: float = 0.05) -> None:
-        self.cluster, self.routing_file, self.period = cluster, routing_file, period
+    def __init__(self, cluster: Cluster, routing_file: Path, routing: tuple[str, str] = (ROUTING_CM, ROUTING_KEY),
+                 serving: tuple[str, str] = (SERVING_CM, SERVING_KEY)) -> None:
+        self.cluster, self.routing_file = cluster, routing_file
+        self.routing_cm, self.serving_cm = routing, serving
         self.routing_history: list[dict[str, Any]] = []
         self.serving_history: list[str] = []
+        self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="configmap-sync", daemon=True)
 
-    def _value(self, name: str, key: str) -> str | None:
-        cm = self.cluster.get("v1", "ConfigMap", name)
-        return None if cm is None else (cm.get("data") or {}).get(key)
+    def _seen(self, cm: Any) -> None:
+        data, name = cm.data or {}, cm.metadata.name
+        if name == self.routing_cm[0] and data.get(self.routing_cm[1]) is not None:
+            doc = json.loads(data[self.routing_cm[1]])
+            if not self.routing_history or doc != self.routing_history[-1]:
+                self.routing_history.append(doc)
+                tmp = self.routing_file.with_suffix(".tmp")
+                tmp.write_text(data[self.routing_cm[1]])
+                tmp.replace(self.routing_file)  # atomic, as the kubelet's symlink swap is
+        if name == self.serving_cm[0] and data.get(self.serving_cm[1]) is not None:
+            text = data[self.serving_cm[1]]
+            if not self.serving_history or text != self.serving_history[-1]:
+                self.serving_history.append(text)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            routing = self._value(ROUTING_CM, ROUTING_KEY)
-            if routing is not None and (not self.routing_history or json.loads(routing) != self.routing_history[-1]):
-                self.routing_history.append(json.loads(routing))
-                tmp = self.routing_file.with_suffix(".tmp")
-                tmp.write_text(routing)
-                tmp.replace(self.routing_file)  # atomic, as the kubelet's symlink swap is
-            serving = self._value(SERVING_CM, SERVING_KEY)
-            if serving is not None and (not self.serving_history or serving != self.serving_history[-1]):
-                self.serving_history.append(serving)
-            self._stop.wait(self.period)
+        try:
+            with kubernetes.config.new_client_from_config(str(self.cluster.kubeconfig)) as api:
+                core = kubernetes.client.CoreV1Api(api)
+                version = None
+                while not self._stop.is_set():
+                    if version is None:  # list, then watch from where the list ended
+                        listed = core.list_namespaced_config_map(self.cluster.namespace)
+                        for cm in listed.items:
+                            self._seen(cm)
+                        version = listed.metadata.resource_version
+                    try:
+                        # Short server-side timeouts so that stop() is heard; each watch resumes where the last ended.
+                        for event in kubernetes.watch.Watch().stream(
+                                core.list_namespaced_config_map, self.cluster.namespace, resource_version=version,
+                                timeout_seconds=1, allow_watch_bookmarks=True):
+                            version = event["object"].metadata.resource_version
+                            if event["type"] in ("ADDED", "MODIFIED"):
+                                self._seen(event["object"])
+                    except kubernetes.client.ApiException as exc:
+                        if exc.status != 410:
+                            raise
+                        version = None  # too old a resourceVersion: list again
+        except BaseException as exc:  # noqa: BLE001 - surfaced by stop() and check()
+            self.error = exc
 
     def start(self) -> ConfigMapSync:
         self._thread.start()
         return self
 
+    def check(self) -> None:
+        assert self.error is None, f"the ConfigMap sync failed: {self.error!r}"
+
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        self._thread.join(10)
 
     def candidate_weights(self, candidate: int) -> list[int]:
-        """The candidate's weight in each routing document seen, in order."""
+        """The candidate's weight in each routing document written, in order."""
         return [next((r["weight"] for r in doc["routes"] if r["version"] == candidate), 0)
                 for doc in self.routing_history]
 
 
 class OperatorProcess:
-    """`mnist-operator run -n default` as a real process (so it can be killed -9 like a lost pod)."""
+    """`mnist-operator run --namespace <ns>` as a real process (so it can be killed -9 like a lost pod)."""
 
-    def __init__(self, cluster: EmulatedCluster, env: dict[str, str], workdir: Path) -> None:
+    def __init__(self, cluster: Cluster, env: dict[str, str], workdir: Path) -> None:
         self.cluster, self.env, self.workdir = cluster, env, workdir
         self.process: subprocess.Popen[bytes] | None = None
         self.runs = 0
+        self.health_port = 0
 
     @property
     def log_path(self) -> Path:
         return self.workdir / f"operator-{self.runs}.log"
 
     def start(self, timeout: float = 60) -> None:
+        """Start it and return once it is up: kopf serves its liveness endpoint only after its startup handlers
+        (login, configuration) succeeded; ModelRollouts that exist already are in the list its watch begins with."""
         self.runs += 1
+        self.health_port = free_port()
         log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [str(BIN / "mnist-operator"), "run", "--namespace", "default", "--standalone", "--liveness", ""],
+            [str(BIN / "mnist-operator"), "run", "--namespace", self.cluster.namespace, "--standalone",
+             "--liveness", f"http://127.0.0.1:{self.health_port}/healthz"],
             env={**os.environ, **self.cluster.env(), **self.env}, stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
-        def watching() -> bool:
+        def alive() -> bool:
             assert self.process is not None and self.process.poll() is None, "operator exited:\n" + self.logs()
-            return self.cluster.call(lambda emu: any(w.plural == PLURAL for w in emu._watchers))
-        wait_for(watching, timeout, "the operator to watch ModelRollouts", interval=0.1)
+            try:
+                return requests.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+        wait_for(alive, timeout, "the operator's liveness endpoint", interval=0.2)
 
     def kill(self) -> None:
         """SIGKILL: no handler, no finalizer, no goodbye (a node lost, an OOM kill)."""
@@ -289,7 +297,7 @@ class OperatorProcess:
             return
         self.process.terminate()
         try:
-            self.process.wait(3)  # kopf's graceful exit can wait on daemons; the test world is discarded anyway
+            self.process.wait(3)  # kopf's graceful exit can wait on daemons; the test's namespace is discarded anyway
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
@@ -303,7 +311,7 @@ class Traffic:
     """Real digits at a bounded rate, each answered with feedback; sticky users for A/B tests."""
 
     def __init__(self, base: str, images: np.ndarray, labels: np.ndarray, users: int = 200,
-                 max_requests: int = 20_000, max_s: float = 120.0) -> None:
+                 max_requests: int = 20_000, max_s: float = 180.0) -> None:
         self.base, self.images, self.labels = base, images, labels
         self.users = [uuid.uuid4().hex for _ in range(users)]
         self.max_requests, self.max_s = max_requests, max_s
@@ -349,14 +357,43 @@ class Traffic:
         self._thread.join(15)
 
 
-class Platform:
-    """One test's world: emulated API with the CRDs, the shared frontend as a Pod, the sync, the operator."""
+# ---------------------------------------------------------------------------------------------------------- world
 
-    def __init__(self, cluster: EmulatedCluster, frontend: Frontend, model_store: Path, workdir: Path,
+
+def frontend_pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """The frontend as the cluster sees it: a hostNetwork pod (kwok gives it its node's address, 127.0.0.1)."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+            "spec": {"hostNetwork": True, "containers": [{"name": "frontend", "image": "mnist-platform/frontend:test"}]}}
+
+
+def wait_pod_ready(cluster: Cluster, name: str, timeout: float = 60) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        pod = cluster.get("v1", "Pod", name) or {}
+        status = pod.get("status") or {}
+        return pod if any(c["type"] == "Ready" and c["status"] == "True"
+                          for c in status.get("conditions") or []) and status.get("podIP") else None
+    pod = wait_for(ready, timeout, f"pod {name} to be Ready")
+    assert pod["status"]["podIP"] == "127.0.0.1", (pod["status"], cluster.pod_summary())
+    return pod
+
+
+def release_rollouts(cluster: Cluster) -> None:
+    """Drop the operator's finalizers once it is gone, so that the test's namespace can be deleted."""
+    for obj in cluster.list(API_VERSION, "ModelRollout"):
+        if obj["metadata"].get("finalizers"):
+            cluster.kubectl("patch", "mr", obj["metadata"]["name"], "--type=merge",
+                            "-p", '{"metadata": {"finalizers": null}}')
+
+
+class Platform:
+    """One test's world: its namespace on the real control plane, the shared frontend as a Pod, the sync, the
+    operator (not started)."""
+
+    def __init__(self, cluster: Cluster, frontend: Frontend, model_store: Path, workdir: Path,
                  generation: int) -> None:
         self.cluster, self.frontend = cluster, frontend
+        self.namespace = cluster.namespace
         self.seed_generation = generation
-        cluster.load_crds([CRDS])
         self.sync = ConfigMapSync(cluster, frontend.routing_file)
         self.operator = OperatorProcess(cluster, {
             "MNIST_OPERATOR_METRICS_PORT": str(frontend.port),
@@ -369,19 +406,17 @@ class Platform:
         """What a cluster has before any rollout: the routing in place, the frontend pod Ready."""
         self.cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ROUTING_CM},
                             "data": {ROUTING_KEY: json.dumps(routing_document(stable, self.seed_generation))}})
-        self.cluster.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {
-            "name": "frontend-0", "labels": {"app.kubernetes.io/component": "frontend"}},
-            "spec": {"containers": [{"name": "frontend", "image": "mnist-frontend:test"}]}})
-        self.cluster.patch_status("v1", "Pod", "frontend-0", {
-            "phase": "Running", "podIP": "127.0.0.1",
-            "conditions": [{"type": "Ready", "status": "True"}]})
+        self.cluster.apply(frontend_pod("frontend-0", FRONTEND_LABELS))
+        wait_pod_ready(self.cluster, "frontend-0")
         self.sync.start()
-        wait_for(lambda: self.frontend.serves_generation(self.seed_generation), 20,
+        wait_for(lambda: self.frontend.serves_generation(self.seed_generation), 30,
                  f"the frontend to load routing generation {self.seed_generation}", interval=0.1)
 
     def close(self) -> None:
         self.operator.stop()
         self.sync.stop()
+        release_rollouts(self.cluster)
+        self.sync.check()
 
     # ---------------------------------------------------------------------------------------------- reading
 
@@ -395,25 +430,28 @@ class Platform:
 
     def wait_phase(self, name: str, phases: set[str], timeout: float) -> dict[str, Any]:
         try:
-            return wait_for(lambda: self.status(name) if self.status(name).get("phase") in phases else None,
+            return wait_for(lambda: (lambda st: st if st.get("phase") in phases else None)(self.status(name)),
                             timeout, f"{name} to reach {sorted(phases)}", interval=0.1)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; status: {json.dumps(self.status(name))[:1500]}\n"
                                  f"operator log:\n{self.operator.logs()}") from None
 
     def wait_stage(self, name: str, stage: str, timeout: float) -> dict[str, Any]:
-        return wait_for(lambda: self.status(name) if self.status(name).get("stage") == stage else None,
-                        timeout, f"{name} to reach stage {stage}", interval=0.05)
+        try:
+            return wait_for(lambda: (lambda st: st if st.get("stage") == stage else None)(self.status(name)),
+                            timeout, f"{name} to reach stage {stage}", interval=0.05)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; status: {json.dumps(self.status(name))[:1500]}\n"
+                                 f"operator log:\n{self.operator.logs()}") from None
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.cluster.list("v1", "Event", "default")
-                if e.get("involvedObject", {}).get("name") == name]
+        """Events about the ModelRollout `name` (not the ModelVersion of the same name), oldest first."""
+        return [e for e in self.cluster.events(name) if e["involvedObject"].get("kind") == "ModelRollout"]
 
     def event_reasons(self, name: str) -> list[str]:
-        events = sorted(self.events(name), key=lambda e: int(e["metadata"]["resourceVersion"]))
-        return [e["reason"] for e in events for _ in range(int(e.get("count") or 1))]
+        return [e["reason"] for e in self.events(name) for _ in range(int(e.get("count") or 1))]
 
-    def wait_event(self, name: str, reason: str, timeout: float = 15) -> dict[str, Any]:
+    def wait_event(self, name: str, reason: str, timeout: float = 30) -> dict[str, Any]:
         """The first Event with this reason (events are posted just after the status that they explain)."""
         return wait_for(lambda: next((e for e in self.events(name) if e["reason"] == reason), None), timeout,
                         f"a {reason} Event on {name}", interval=0.1)
