@@ -1,4 +1,7 @@
-"""Fixtures of the chart tests: the real helm binary and the chart rendered once per value set."""
+"""Fixtures of the chart tests: the real helm binary and the chart rendered once per value set.
+
+The real `helm install` test (test_chart_helm_install.py) uses the `cluster` fixture of tests/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,3 @@ def helm() -> str:
 def rendered(helm: str) -> dict[str, Rendered]:
     """Every value set rendered once per session (CRDs excluded: they come from crds/)."""
     return {value_set: render(helm, value_set) for value_set in VALUE_SETS}
-
-
-# The Kubernetes API emulator (tests/support/k8s_emulator) for the real `helm install` test.
-from tests.support.k8s_emulator.fixtures import k8s_api  # noqa: E402, F401

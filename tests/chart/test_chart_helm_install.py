@@ -1,78 +1,89 @@
-"""Real `helm install / upgrade / uninstall` of the chart against the Kubernetes API emulator.
+"""Real `helm install / upgrade / rollback / uninstall` of the chart against a real API server.
 
-No controllers run there (nothing becomes Ready), so this checks what helm itself does with the chart: the
-CRDs from crds/ first, every object accepted, and the promises about state that must survive an upgrade
-(the generated API key, the operator's two ConfigMaps) and an uninstall (the model store, those ConfigMaps).
+The control plane of the cluster tests (tests/support/cluster): the API server validates every object
+(OpenAPI, PodSecurity `restricted` on the namespace), the controllers roll Deployments and run Jobs, kwok
+plays the pods. Checked for the default values (the whole lifecycle) and every value set in ci/ (install,
+upgrade, uninstall): every pod admitted and every Deployment available, and the promises about state: the
+generated API key and feedback key survive upgrades and rollbacks, the operator's two ConfigMaps keep what
+it wrote over upgrades, rollbacks, uninstall and a reinstall, the models claim is kept on uninstall, and the
+CRDs stay.
 """
 
 from __future__ import annotations
 
-import base64
-import os
-import subprocess
-from typing import Any
+import pytest
 
-from chartlib import CHART, RELEASE
+from tests.cluster.chart_release import PREFIX, VALUE_SETS, ChartRelease, chart_crds
+from tests.support.cluster import Cluster
 
-NAMESPACE = "ml"
-PREFIX = f"{RELEASE}-mnist-platform"
-# The install-time training is a post-install hook Job that helm waits for; nothing would ever run it here.
-NO_TRAINING = ("--set", "trainer.runAtInstall=false")
+# An upgrade that changes every pod template the project builds: new image tags roll the frontend and
+# operator Deployments (under PodSecurity again) and change the trainer's CronJob.
+NEW_IMAGES = ("--set", "frontend.image.tag=0.1.1", "--set", "operator.image.tag=0.1.1",
+              "--set", "trainer.image.tag=0.1.1")
 
 
-def helm_run(helm: str, cluster: Any, *args: str) -> str:
-    # The emulator serves no OpenAPI document for helm to validate against (install/upgrade only).
-    validation = ["--disable-openapi-validation"] if args[0] in ("install", "upgrade") else []
-    result = subprocess.run([helm, *args, *validation, "--timeout", "60s"],
-                            env={**os.environ, **cluster.env()}, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+def installed(release: ChartRelease) -> tuple[dict[str, bytes], dict]:
+    """Install and check it; returns the generated keys and the chart's CRDs as they are then."""
+    release.install()
+    release.assert_healthy()
+    assert "routing.json" not in release.configmap_data()[f"{PREFIX}-routing"], "no routing until the operator's"
+    crds = chart_crds(release.cluster)
+    assert len(crds) == 2 and all(established for _, established in crds.values())
+    return release.generated_keys(), crds
 
 
-def configmap(cluster: Any, name: str) -> dict[str, Any] | None:
-    return cluster.get("v1", "ConfigMap", name, NAMESPACE)
+def assert_uninstalled_keeps_state(release: ChartRelease, written: dict, crds: dict) -> None:
+    cluster = release.cluster
+    release.uninstall()
+    assert not cluster.list("apps/v1", "Deployment")
+    assert not [s for s in cluster.list("v1", "Secret") if s["metadata"]["name"].startswith(PREFIX)], \
+        "generated Secrets go with the release"
+    claim = release.values["modelStore"]["existingClaim"] or f"{PREFIX}-models"
+    assert cluster.get("v1", "PersistentVolumeClaim", claim) is not None, "the models claim is kept"
+    assert release.configmap_data() == written, "the operator's ConfigMaps are kept with what it wrote"
+    assert chart_crds(cluster) == crds, "the CRDs stay"
 
 
-def test_install_upgrade_uninstall_keep_what_the_chart_promises(helm: str, k8s_api: Any) -> None:
-    # helm's --create-namespace validates the Namespace against the OpenAPI document the emulator lacks.
-    k8s_api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-    helm_run(helm, k8s_api, "install", RELEASE, str(CHART), "-n", NAMESPACE, *NO_TRAINING)
-    established = k8s_api.crds_established()
-    assert established == {"modelrollouts.ml.mnist-platform.dev": True, "modelversions.ml.mnist-platform.dev": True}
-    deployments = {d["metadata"]["name"] for d in k8s_api.list("apps/v1", "Deployment", NAMESPACE)}
-    assert deployments == {f"{PREFIX}-serving", f"{PREFIX}-frontend", f"{PREFIX}-operator"}
-    assert len(k8s_api.list("networking.k8s.io/v1", "NetworkPolicy", NAMESPACE)) == 5
+def test_default_release_lifecycle_keeps_keys_and_operator_state(cluster: Cluster) -> None:
+    with ChartRelease(cluster, "default").prepared() as release:
+        keys, crds = installed(release)
+        written = release.operator_writes()
 
-    secret = k8s_api.get("v1", "Secret", f"{PREFIX}-api-keys", NAMESPACE)
-    api_key = base64.b64decode(secret["data"]["api-key"])
-    feedback = k8s_api.get("v1", "Secret", f"{PREFIX}-feedback-key", NAMESPACE)["data"]["feedback-key"]
-    assert "routing.json" not in (configmap(k8s_api, f"{PREFIX}-routing").get("data") or {})
+        release.upgrade(*NEW_IMAGES, "--set", "frontend.hpa.enabled=false", "--set", "frontend.replicas=3")
+        release.assert_healthy()
+        frontend = cluster.get("apps/v1", "Deployment", f"{PREFIX}-frontend")
+        assert frontend["spec"]["replicas"] == 3, "the upgrade did apply"
+        assert cluster.get("autoscaling/v2", "HorizontalPodAutoscaler", f"{PREFIX}-frontend") is None
+        assert release.pod_images("frontend") == {"mnist-platform/frontend:0.1.1"}
+        assert release.generated_keys() == keys, "the API key and feedback key survive upgrades"
+        assert release.configmap_data() == written, "the operator's ConfigMaps survive upgrades"
 
-    # The operator writes its two ConfigMaps (as it would, through the API).
-    model_config = configmap(k8s_api, f"{PREFIX}-model-config")
-    model_config["data"] = {"models.config": 'model_config_list { config { name: "mnist" base_path: "/models/mnist" '
-                                             'model_platform: "tensorflow" } }\n'}
-    k8s_api.apply(model_config)
-    routing = configmap(k8s_api, f"{PREFIX}-routing")
-    routing["data"] = {"routing.json": '{"model": "mnist", "strategy": "single", "routes": [{"version": 1, '
-                                       '"label": "stable", "weight": 100}], "generation": 1}'}
-    k8s_api.apply(routing)
+        release.rollback()
+        release.assert_healthy()
+        assert cluster.get("autoscaling/v2", "HorizontalPodAutoscaler", f"{PREFIX}-frontend") is not None
+        assert release.pod_images("frontend") == {"mnist-platform/frontend:0.1.0"}, "back to revision 1"
+        assert release.generated_keys() == keys, "the keys survive a rollback"
+        assert release.configmap_data() == written, "a rollback leaves what the operator wrote"
 
-    helm_run(helm, k8s_api, "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, *NO_TRAINING,
-             "--set", "frontend.hpa.enabled=false", "--set", "frontend.replicas=3")
-    frontend = k8s_api.get("apps/v1", "Deployment", f"{PREFIX}-frontend", NAMESPACE)
-    assert frontend["spec"]["replicas"] == 3, "the upgrade did apply"
-    assert k8s_api.get("autoscaling/v2", "HorizontalPodAutoscaler", f"{PREFIX}-frontend", NAMESPACE) is None
-    secret = k8s_api.get("v1", "Secret", f"{PREFIX}-api-keys", NAMESPACE)
-    assert base64.b64decode(secret["data"]["api-key"]) == api_key, "the API key survives upgrades"
-    assert k8s_api.get("v1", "Secret", f"{PREFIX}-feedback-key", NAMESPACE)["data"]["feedback-key"] == feedback
-    assert configmap(k8s_api, f"{PREFIX}-model-config")["data"] == model_config["data"]
-    assert configmap(k8s_api, f"{PREFIX}-routing")["data"] == routing["data"]
+        assert_uninstalled_keeps_state(release, written, crds)
+        claim = cluster.get("v1", "PersistentVolumeClaim", f"{PREFIX}-models")
 
-    helm_run(helm, k8s_api, "uninstall", RELEASE, "-n", NAMESPACE)
-    assert not k8s_api.list("apps/v1", "Deployment", NAMESPACE)
-    assert k8s_api.get("v1", "Secret", f"{PREFIX}-api-keys", NAMESPACE) is None
-    assert k8s_api.get("v1", "PersistentVolumeClaim", f"{PREFIX}-models", NAMESPACE) is not None, "models kept"
-    assert configmap(k8s_api, f"{PREFIX}-routing")["data"] == routing["data"]
-    assert configmap(k8s_api, f"{PREFIX}-model-config") is not None
-    assert all(established.values()) and k8s_api.crds_established() == established, "CRDs stay"
+        release.install()  # into the same namespace: what was kept is used again
+        release.assert_healthy()
+        assert release.configmap_data() == written, "a reinstall serves and routes what the operator chose"
+        assert cluster.get("v1", "PersistentVolumeClaim", f"{PREFIX}-models")["metadata"]["uid"] == \
+            claim["metadata"]["uid"], "a reinstall keeps the models"
+
+
+@pytest.mark.parametrize("value_set", [v for v in VALUE_SETS if v != "default"])
+def test_value_set_installs_upgrades_and_uninstalls_under_restricted_pod_security(cluster: Cluster,
+                                                                                  value_set: str) -> None:
+    with ChartRelease(cluster, value_set).prepared() as release:
+        keys, crds = installed(release)
+        written = release.operator_writes()
+        release.upgrade(*NEW_IMAGES)
+        release.assert_healthy()
+        assert release.pod_images("frontend") == {"mnist-platform/frontend:0.1.1"}
+        assert release.generated_keys() == keys
+        assert release.configmap_data() == written
+        assert_uninstalled_keeps_state(release, written, crds)
