@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.cluster import Cluster
 
-from .harness import Frontend, Platform
+from .harness import CHART, RELEASE, Chart, Frontend, Platform, chart_operator, release_rollouts
 
 _generations = itertools.count(1000, 1000)
 
@@ -66,3 +66,17 @@ def model_store(request: pytest.FixtureRequest) -> ModelStore:
     if reuse:
         return ModelStore(Path(reuse))
     return ModelStore(request.getfixturevalue("published_models").base_path)
+
+
+@pytest.fixture
+def chart(cluster: Cluster, frontend: Frontend) -> Iterator[Chart]:
+    """`helm install` of the chart; its frontend port is the test frontend's (the operator scrapes pods there)."""
+    # No post-install training Job: it needs the model store's PVC bound, and no provisioner runs here.
+    values = ["--set", "trainer.runAtInstall=false", "--set", f"frontend.port={frontend.port}"]
+    cluster.check(cluster.helm("install", RELEASE, str(CHART), *values))
+    env, service_account = chart_operator(cluster)
+    try:
+        yield Chart(cluster, values, env, service_account)
+    finally:
+        release_rollouts(cluster)
+        cluster.helm("uninstall", RELEASE)  # its ClusterRole and binding are not namespaced

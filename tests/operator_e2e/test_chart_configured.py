@@ -10,112 +10,27 @@ API, as its pod would: the chart's Role and ClusterRole must grant every call it
 from __future__ import annotations
 
 import itertools
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.support.cluster import Cluster
-
 from .harness import (
     API_VERSION,
-    CHART,
     FAST_ANALYSIS,
-    ConfigMapSync,
+    Chart,
     Frontend,
-    OperatorProcess,
     Traffic,
     apply,
     delete_rollout,
     example_rollout,
-    frontend_pod,
+    frontend_as_chart_pod,
     model_config,
     parse_model_config,
-    release_rollouts,
     wait_for,
-    wait_pod_ready,
 )
 
 pytestmark = pytest.mark.slow
-RELEASE = "mnist"
-
-
-@dataclass
-class Chart:
-    """The release in the test's namespace: the operator's environment and ServiceAccount, as helm made them."""
-
-    cluster: Cluster
-    values: list[str]
-    env: dict[str, str]
-    service_account: str
-
-    def upgrade(self, *more: str) -> None:
-        self.cluster.check(self.cluster.helm("upgrade", RELEASE, str(CHART), *self.values, *more))
-
-    def data(self, name_var: str, key_var: str) -> str | None:
-        """The key of one of the chart's ConfigMaps, named as the operator's environment names it."""
-        cm = self.cluster.get("v1", "ConfigMap", self.env[name_var])
-        assert cm is not None, f"the chart did not create ConfigMap {self.env[name_var]}"
-        return (cm.get("data") or {}).get(self.env[key_var])
-
-    def routing(self) -> dict | None:
-        return json.loads(self.data("MNIST_OPERATOR_ROUTING_CONFIGMAP", "MNIST_OPERATOR_ROUTING_CONFIGMAP_KEY")
-                          or "null")
-
-    def models(self) -> str | None:
-        return self.data("MNIST_OPERATOR_SERVING_CONFIGMAP", "MNIST_OPERATOR_SERVING_CONFIGMAP_KEY")
-
-    def operator(self, model_store: Path, workdir: Path, as_service_account: bool = True) -> OperatorProcess:
-        env = {**self.env, "MNIST_OPERATOR_SERVING_REST": "", "MNIST_OPERATOR_MODEL_BASE_PATH": str(model_store),
-               "MNIST_OPERATOR_MAX_TICK_S": "0.5"}
-        if as_service_account:
-            kubeconfig = str(self.cluster.service_account_kubeconfig(self.service_account))
-            env |= {"KUBECONFIG": kubeconfig, "MNIST_OPERATOR_KUBECONFIG": kubeconfig}
-        return OperatorProcess(self.cluster, env, workdir)
-
-    def sync(self, frontend: Frontend) -> ConfigMapSync:
-        e = self.env
-        return ConfigMapSync(self.cluster, frontend.routing_file,
-                             routing=(e["MNIST_OPERATOR_ROUTING_CONFIGMAP"], e["MNIST_OPERATOR_ROUTING_CONFIGMAP_KEY"]),
-                             serving=(e["MNIST_OPERATOR_SERVING_CONFIGMAP"], e["MNIST_OPERATOR_SERVING_CONFIGMAP_KEY"]))
-
-
-def chart_operator(cluster: Cluster) -> tuple[dict[str, str], str]:
-    """The operator container's environment (fieldRefs resolved) and ServiceAccount, from the Deployment helm made."""
-    deployments = cluster.list("apps/v1", "Deployment", label_selector="app.kubernetes.io/component=operator")
-    assert len(deployments) == 1, [d["metadata"]["name"] for d in deployments]
-    pod = deployments[0]["spec"]["template"]["spec"]
-    env = {}
-    for item in pod["containers"][0].get("env", []):
-        if item.get("value") is not None:
-            env[item["name"]] = item["value"]
-        elif ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") == "metadata.namespace":
-            env[item["name"]] = cluster.namespace
-    return env, pod["serviceAccountName"]
-
-
-@pytest.fixture
-def chart(cluster: Cluster, frontend: Frontend) -> Iterator[Chart]:
-    """`helm install` of the chart; its frontend port is the test frontend's (the operator scrapes pods there)."""
-    # No post-install training Job: it needs the model store's PVC bound, and no provisioner runs here.
-    values = ["--set", "trainer.runAtInstall=false", "--set", f"frontend.port={frontend.port}"]
-    cluster.check(cluster.helm("install", RELEASE, str(CHART), *values))
-    env, service_account = chart_operator(cluster)
-    try:
-        yield Chart(cluster, values, env, service_account)
-    finally:
-        release_rollouts(cluster)
-        cluster.helm("uninstall", RELEASE)  # its ClusterRole and binding are not namespaced
-
-
-def frontend_as_chart_pod(chart: Chart) -> None:
-    """The real frontend as one more pod the operator's selector (the chart's) matches, Ready at 127.0.0.1."""
-    labels = dict(kv.split("=", 1) for kv in chart.env["MNIST_OPERATOR_FRONTEND_SELECTOR"].split(","))
-    chart.cluster.apply(frontend_pod("frontend-test", labels))
-    wait_pod_ready(chart.cluster, "frontend-test")
 
 
 def test_operator_as_the_chart_deploys_it_promotes_under_its_own_token_across_helm_upgrade(
