@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     kopf.configure(verbose=args.verbose)
     namespaces = args.namespace or ([env("MNIST_OPERATOR_NAMESPACE")] if env("MNIST_OPERATOR_NAMESPACE") else [])
     clusterwide = args.all_namespaces or not namespaces
+    if len(namespaces) == 1 and not clusterwide:
+        # One watched namespace, given on the command line: discovered ModelVersions go there too (config.py reads
+        # it from the environment; without this they went to $POD_NAMESPACE or "default").
+        os.environ["MNIST_OPERATOR_NAMESPACE"] = namespaces[0]
     kopf.run(standalone=args.standalone, clusterwide=clusterwide, namespaces=[] if clusterwide else namespaces,
              liveness_endpoint=args.liveness or None)
     return 0
