@@ -246,7 +246,8 @@ class ConfigMapSync:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.ident is not None:  # started
+            self._thread.join(10)
 
     def candidate_weights(self, candidate: int) -> list[int]:
         """The candidate's weight in each routing document written, in order."""

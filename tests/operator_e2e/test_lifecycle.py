@@ -120,3 +120,20 @@ def test_pausing_a_rollout_without_stable_version_holds_it_where_it_is(platform:
     patch_rollout(platform.cluster, "held", {"spec": {"paused": True}})
     paused = platform.wait_phase("held", {"Paused"}, 30)
     assert paused["stage"] == "Canary" and paused["candidateWeight"] == 10, paused
+
+
+def test_model_store_discovery_registers_each_published_version_in_the_watched_namespace(
+        platform: Platform, model_store) -> None:
+    """No rollout needed: the operator's discovery finds versions 1, 2 and 3 in the store it mounts."""
+    platform.operator.start()
+    names = {f"mnist-v{v}": v for v in model_store.accuracy}
+    registered = wait_for(lambda: (lambda found: found if set(names) <= set(found) else None)(
+        {mv["metadata"]["name"]: mv for mv in platform.cluster.list(API_VERSION, "ModelVersion")
+         if (mv.get("status") or {}).get("phase")}), 60, "every published version to be registered")
+    for name, version in names.items():
+        spec, status = registered[name]["spec"], registered[name]["status"]
+        assert (spec["model"], spec["version"], status["phase"]) == ("mnist", version, "Registered"), registered[name]
+        assert spec["testAccuracy"] == model_store.accuracy[version]
+    elsewhere = [f"{mv['metadata']['namespace']}/{mv['metadata']['name']}"
+                 for mv in platform.cluster.list(API_VERSION, "ModelVersion", namespace="default")]
+    assert elsewhere == [], "registered outside the namespace the operator watches"
