@@ -265,3 +265,26 @@ def test_two_predictions_with_one_request_id_each_count_their_feedback(make_app)
     assert client.post("/v1/feedback", json={"request_id": "client-chosen-1", "label": 3}).json["counted"] is False
     metrics = client.get("/metrics").text
     assert metric_value(metrics, "mnist_frontend_feedback_total", version="1", result="correct") == 2
+
+
+def test_images_over_the_request_pixel_budget_are_413_before_decoding(make_app):
+    client = make_app(backend=InstantBackend(), MAX_REQUEST_PIXELS=10_000_000).test_client()
+    picture = png_bytes(np.full((2000, 2000), 255, np.uint8))  # 4 M pixels each
+    response = client.post("/v1/predict", json={"images": [b64(picture)] * 3})
+    assert response.status_code == 413 and "12000000 pixels together" in response.json["error"]["message"]
+
+
+def test_a_full_decode_budget_is_a_503_to_retry_and_an_impossible_image_a_413(make_app):
+    app = make_app(backend=InstantBackend(), DECODE_MEMORY_BYTES=8 * 2**20, BACKEND_TIMEOUT_S=0.1)
+    client = app.test_client()
+    picture = png_bytes(np.eye(200, dtype=np.uint8) * 255)
+    with app.app_context():
+        budget = get_state().limits.decode_budget
+    with budget.reserve(budget.capacity):  # other threads of the worker are decoding
+        response = client.post("/v1/predict", data=picture, content_type="image/png")
+    assert response.status_code == 503 and response.json["error"]["code"] == "server_busy"
+    assert response.headers["Retry-After"] == "1"
+    assert client.post("/v1/predict", data=picture, content_type="image/png").status_code == 200
+    huge = png_bytes(np.zeros((1500, 1500, 4), np.uint8), mode="RGBA")  # 6 bytes a pixel: 12.9 MiB to decode
+    response = client.post("/v1/predict", data=huge, content_type="image/png")
+    assert response.status_code == 413 and "decodes at most 8.0 MiB" in response.json["error"]["message"]

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from frontend.auth import check_key, presented_key
 from frontend.errors import InvalidInput, UnknownPrediction, UnsupportedMediaType
 from frontend.feedback import verify
-from frontend.parse import Limits, media_type, parse_json_body, parse_predict
+from frontend.parse import media_type, parse_json_body, parse_predict
 from frontend.pipeline import Outcome
 from frontend.state import get_state
 
@@ -28,7 +28,7 @@ def require_api_key() -> None:
 @bp.post("/v1/predict")
 def predict() -> Response:
     state = get_state()
-    limits = Limits(max_batch=state.config["MAX_BATCH"], max_image_pixels=state.config["MAX_IMAGE_PIXELS"])
+    limits = state.limits
     files = None
     if media_type(request.content_type) == "multipart/form-data":
         files = [part.read() for name in request.files for part in request.files.getlist(name)]

@@ -96,7 +96,14 @@ ENV_SETTINGS: tuple[Setting, ...] = (
     Setting("MNIST_MAX_BODY_BYTES", "MAX_BODY_BYTES", 8 * 1024 * 1024, _positive_int,
             "Largest request body, after gzip decompression (413 above)."),
     Setting("MNIST_MAX_IMAGE_PIXELS", "MAX_IMAGE_PIXELS", 16_000_000, _positive_int,
-            "Largest decoded image (width x height) accepted (413 above): bounds memory for image bombs."),
+            "Largest image (width x height, from its header) accepted (413 above): refuses image bombs before "
+            "decoding."),
+    Setting("MNIST_MAX_REQUEST_PIXELS", "MAX_REQUEST_PIXELS", 32_000_000, _positive_int,
+            "Most pixels of all images of one request together, checked from their headers before any is decoded "
+            "(413 above): bounds the CPU time of one request."),
+    Setting("MNIST_DECODE_MEMORY_BYTES", "DECODE_MEMORY_BYTES", 48 * 1024 * 1024, _positive_int,
+            "Memory per worker for images being decoded, shared by its threads. An image needing more is refused "
+            "(413); one that does not fit now waits up to MNIST_BACKEND_TIMEOUT_S, then gets 503 server_busy."),
     Setting("MNIST_BACKEND_TIMEOUT_S", "BACKEND_TIMEOUT_S", 5.0, _positive_float,
             "Deadline of one backend call; past it the caller gets 504."),
     Setting("MNIST_SHADOW_WORKERS", "SHADOW_WORKERS", 2, _positive_int, "Threads per worker sending shadow copies."),

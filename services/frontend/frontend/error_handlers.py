@@ -20,6 +20,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.FrontendError], int], ...] = (
     (errors.Unauthorized, 401),
     (errors.Forbidden, 403),
     (errors.UnknownPrediction, 404),
+    (errors.ServerBusy, 503),
     (errors.BackendTimeout, 504),
     (errors.BackendUnavailable, 503),
     (errors.BackendError, 502),
@@ -38,6 +39,8 @@ def error_response(status: int, code: str, message: str) -> Response:
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="mnist", charset="UTF-8"'
+    if code == errors.ServerBusy.code:
+        response.headers["Retry-After"] = "1"
     return response
 
 

@@ -58,6 +58,13 @@ class UnknownPrediction(FrontendError):
     code = "unknown_prediction"
 
 
+# --- the frontend's own limits (5xx, retry) --------------------------------------------------------------------------
+class ServerBusy(FrontendError):
+    """This worker's budget for decoding images stayed full for the whole wait: try again shortly."""
+
+    code = "server_busy"
+
+
 # --- the backend's trouble (5xx) ------------------------------------------------------------------------------------
 class BackendError(FrontendError):
     """The backend answered, but with an error that is not the caller's fault."""

@@ -18,8 +18,11 @@ import time
 from gunicorn import glogging
 
 from frontend.config import load_from_env
+from frontend.memory import return_big_buffers_to_the_system
 
 _config = load_from_env()
+# Before any worker is forked (they inherit it): freed image and body buffers leave the workers' memory at once.
+return_big_buffers_to_the_system()
 
 wsgi_app = "frontend.app:create_app()"
 bind = [_config["BIND"]]

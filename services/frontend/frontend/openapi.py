@@ -72,7 +72,8 @@ def build_spec(max_batch: int = 64) -> dict[str, Any]:
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}}},
                     **_COMMON_ERRORS,
                     "502": _error_response("The backend failed"),
-                    "503": _error_response("The backend or the routed model version is unavailable"),
+                    "503": _error_response("The backend or the routed model version is unavailable, or the "
+                                           "server is busy decoding other images (server_busy; retry)"),
                     "504": _error_response("The backend did not answer within the deadline"),
                 },
             }},

@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 
 from frontend.errors import BatchTooLarge, InvalidInput, InvalidJSON, UnsupportedMediaType
-from frontend.preprocess import image_to_mnist, instances_to_array
+from frontend.preprocess import DecodeBudget, images_to_mnist, instances_to_array
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 JSON_KEYS = ("instances", "inputs", "image", "images")
@@ -26,6 +26,8 @@ DROP_LINE_BREAKS = str.maketrans("", "", "".join(BASE64_LINE_BREAKS))
 class Limits:
     max_batch: int = 64
     max_image_pixels: int = 16_000_000
+    max_request_pixels: int = 32_000_000
+    decode_budget: DecodeBudget | None = None  # the worker's, shared by its threads; None: no shared bound
 
 
 def media_type(content_type: str | None) -> str:
@@ -68,7 +70,7 @@ def images_to_batch(images: list[bytes], limits: Limits) -> np.ndarray:
     check_batch(len(images), limits)
     if not images:
         raise InvalidInput("no image in the request")
-    return np.stack([image_to_mnist(data, limits.max_image_pixels) for data in images])
+    return images_to_mnist(images, limits.max_image_pixels, limits.max_request_pixels, limits.decode_budget)
 
 
 def json_to_batch(payload: Any, limits: Limits) -> np.ndarray:

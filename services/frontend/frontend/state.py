@@ -17,7 +17,9 @@ from frontend.claims import Claims, SharedClaims
 from frontend.errors import ConfigError
 from frontend.feedback import AnswerStore
 from frontend.metrics import Metrics
+from frontend.parse import Limits
 from frontend.pipeline import Predictor
+from frontend.preprocess import DecodeBudget
 from frontend.reloader import ReloadingFile
 from frontend.routing import RoutingConfig, parse_routing_text
 from frontend.shadow import ShadowSender
@@ -40,6 +42,7 @@ class FrontendState:
     shadow: ShadowSender
     predictor: Predictor
     feedback_key: bytes
+    limits: Limits  # what one prediction request may cost, with the worker's decode budget
 
     def current_routing(self) -> RoutingConfig | None:
         return self.routing.get() if self.routing is not None else None
@@ -102,8 +105,11 @@ def init_state(app: Flask, backend: Backend | None = None) -> FrontendState:
     shadow = ShadowSender(backend, metrics, workers=config["SHADOW_WORKERS"], queue=config["SHADOW_QUEUE"],
                           timeout_s=config["BACKEND_TIMEOUT_S"])
     key = feedback_key(config)
+    limits = Limits(max_batch=config["MAX_BATCH"], max_image_pixels=config["MAX_IMAGE_PIXELS"],
+                    max_request_pixels=config["MAX_REQUEST_PIXELS"],
+                    decode_budget=DecodeBudget(config["DECODE_MEMORY_BYTES"], wait_s=config["BACKEND_TIMEOUT_S"]))
     state = FrontendState(config=config, metrics=metrics, backend=backend, routing=routing, api_keys=api_keys,
-                          answers=answers, claims=claims, shadow=shadow, feedback_key=key,
+                          answers=answers, claims=claims, shadow=shadow, feedback_key=key, limits=limits,
                           predictor=None)  # type: ignore[arg-type]
     state.predictor = Predictor(backend, model, state.current_routing, shadow, config["BACKEND_TIMEOUT_S"], key,
                                 answers)
