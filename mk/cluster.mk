@@ -1,4 +1,4 @@
-# The cluster path (docs/KIND.md): docker + kind + kubectl + helm. `make up` runs, in order:
+# The cluster path (docs/KIND.md): docker or podman + kind + kubectl + helm. `make up` runs, in order:
 #   kind-up -> images -> kind-load -> deploy -> train -> rollout -> smoke;   `make down` deletes the cluster.
 # Knobs: KIND_CLUSTER, NAMESPACE, RELEASE, GPU=1 (nvkind/GPU node: device plugin + gpu values),
 # HELM_EXTRA_ARGS, ROLLOUT_EXAMPLE, ROLLOUT_STABLE, SMOKE_URL, ROLLOUT_TIMEOUT, TRAIN_TIMEOUT.
@@ -10,16 +10,9 @@ RELEASE ?= mnist
 GPU ?=
 HELM_EXTRA_ARGS ?=
 CHART_DIR := charts/mnist-platform
-# Images are tagged with the chart's appVersion, which is the tag the chart deploys by default.
-IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' $(CHART_DIR)/Chart.yaml)
-IMAGE_PREFIX ?= mnist-platform
-CLUSTER_IMAGES := trainer frontend operator
-DOCKERFILE_trainer := services/trainer/Dockerfile
-DOCKERFILE_frontend := services/frontend/Dockerfile
-DOCKERFILE_operator := operator/Dockerfile
+# The images (make images, make kind-load) are built in mk/images.mk, tagged with the chart's appVersion.
 KIND ?= kind
 KUBECTL ?= kubectl
-DOCKER ?= docker
 # helm: the pinned one from `make tools` when present, else the one on PATH.
 CLUSTER_HELM = $(or $(wildcard $(TOOLS)/bin/helm),$(shell command -v helm 2>/dev/null),helm)
 INGRESS_NGINX_VERSION ?= controller-v1.12.1
@@ -39,7 +32,7 @@ CHECKOV_VENV := $(TOOLS)/checkov-venv
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 TEST_DEPS += $(CHECKOV)
 
-.PHONY: checkov check-cluster-tools kind-up images kind-load deploy train rollout smoke up down
+.PHONY: checkov check-cluster-tools kind-up deploy train rollout smoke up down
 
 checkov: $(CHECKOV) ## install checkov (pinned) into its own virtualenv, .tools/checkov-venv
 
@@ -67,13 +60,6 @@ kind-up: check-cluster-tools ## kind cluster (kind-config.yaml) with ingress-ngi
 	@echo "==> metrics-server (kind flavour: k8s/metrics-server)"
 	@$(KUBECTL) apply -k k8s/metrics-server
 	@$(if $(GPU),echo "==> NVIDIA device plugin" && $(KUBECTL) apply -f k8s/nvidia/device-plugin.yaml,true)
-
-images: $(MNIST_DATA) ## docker build the trainer, frontend and operator images (tag: the chart's appVersion)
-	@$(foreach n,$(CLUSTER_IMAGES),echo "==> $(IMAGE_PREFIX)/$(n):$(IMAGE_TAG)" && \
-	  $(DOCKER) build -f $(DOCKERFILE_$(n)) -t $(IMAGE_PREFIX)/$(n):$(IMAGE_TAG) . && ) true
-
-kind-load: ## load the three images into the kind nodes (no registry needed)
-	@$(foreach n,$(CLUSTER_IMAGES),$(KIND) load docker-image $(IMAGE_PREFIX)/$(n):$(IMAGE_TAG) --name $(KIND_CLUSTER) && ) true
 
 deploy: ## helm upgrade --install the chart (first install also starts training version 1)
 	@echo "==> helm upgrade --install $(RELEASE) in namespace $(NAMESPACE) (a first install returns once version 1 is trained)"

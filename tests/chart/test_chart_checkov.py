@@ -81,6 +81,10 @@ ACCEPTED_DOCKERFILE_FINDINGS = {
         "a run-once training Job: nothing to health-check, activeDeadlineSeconds bounds it",
     ("CKV_DOCKER_7", "services/frontend/Dockerfile"):
         "FROM ${PYTHON_IMAGE}: checkov cannot resolve the ARG; its pinned default is checked below",
+    ("CKV_DOCKER_7", "services/trainer/Dockerfile"):
+        "FROM ${PYTHON_IMAGE}: checkov cannot resolve the ARG; tests/images/test_image_config.py checks its default",
+    ("CKV_DOCKER_7", "operator/Dockerfile"):
+        "FROM ${PYTHON_IMAGE}: checkov cannot resolve the ARG; tests/images/test_image_config.py checks its default",
 }
 
 

@@ -28,7 +28,7 @@ def test_cluster_targets_parse(target: str) -> None:
 
 def test_up_runs_every_step_in_order() -> None:
     text = make_dry_run("up", "MNIST_DATA=charts/mnist-platform/files/smoke-digit.json")
-    marks = ["k8s/check-tools.sh", "kind create cluster", "docker build", "kind load docker-image",
+    marks = ["k8s/check-tools.sh", "kind create cluster", "scripts/images/engine.sh build", "kind load ",
              "helm upgrade --install", "create job --from=cronjob/", "wait --for=jsonpath", "--wait-s 120"]
     positions = [text.find(mark) for mark in marks]
     assert all(p >= 0 for p in positions), dict(zip(marks, positions, strict=True))
