@@ -23,7 +23,8 @@ ENV_SETTINGS: dict[str, EnvSetting] = {
     for s in (
         EnvSetting("MNIST_OPERATOR_NAMESPACE", "", "namespace to watch; empty: cluster-wide (--namespace overrides)"),
         EnvSetting("MNIST_OPERATOR_KUBECONFIG", "", "kubeconfig file to log in with; empty: in-cluster, then $KUBECONFIG"),
-        EnvSetting("MNIST_OPERATOR_SERVING_CONFIGMAP", "mnist-serving-config", "ConfigMap holding TF Serving's model config ({model} is replaced by the model name)"),
+        EnvSetting("MNIST_OPERATOR_SERVING_CONFIGMAP", "mnist-serving-config", "ConfigMap holding TF Serving's model config ({model} is replaced by the model name); "
+                   "empty: no TF Serving (the frontend serves from the model store), only the routing is written"),
         EnvSetting("MNIST_OPERATOR_SERVING_CONFIGMAP_KEY", "models.config", "key of the model config in that ConfigMap"),
         EnvSetting("MNIST_OPERATOR_ROUTING_CONFIGMAP", "mnist-routing", "ConfigMap holding the frontend's routing config ({model} is replaced)"),
         EnvSetting("MNIST_OPERATOR_ROUTING_CONFIGMAP_KEY", "routing.json", "key of the routing config in that ConfigMap"),

@@ -354,8 +354,9 @@ def tick(namespace: str, name: str, now: float | None = None) -> tuple[dict[str,
 
 
 def apply_decision(c: Clients, namespace: str, decision: core.Decision) -> None:
-    """Load first, label second: the model config is written before the routing that sends traffic to it."""
-    if decision.serving is not None:
+    """Load first, label second: the model config is written before the routing that sends traffic to it.
+    Without TF Serving (no serving ConfigMap configured: the frontend's embedded backend) only the routing is."""
+    if decision.serving is not None and c.cfg.serving_configmap:
         _write_configmap_key(c, namespace, serving_configmap(c, decision.serving.model), c.cfg.serving_key,
                              render_model_config([decision.serving]))
     if decision.routing is not None:

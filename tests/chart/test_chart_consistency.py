@@ -15,6 +15,10 @@ from chartlib import RELEASE, VALUE_SETS, Rendered, component, env_of, pod_label
 from frontend import config as frontend_config
 from mnist_operator import config as operator_config
 
+# Value sets that serve without TF Serving (frontend.backend: embedded): the frontend reads the model store.
+EMBEDDED_SETS = {"arm64-embedded-values"}
+SERVING_SETS = [v for v in VALUE_SETS if v not in EMBEDDED_SETS]
+
 
 def only(rendered_set: Rendered, name: str) -> dict[str, Any]:
     (obj,) = [o for o in pods(rendered_set) if component(o) == name and o["kind"] == "Deployment"]
@@ -75,7 +79,7 @@ def test_frontend_env_names_and_values_are_ones_the_frontend_reads(rendered: dic
     unknown = set(env) - set(settings)
     assert not unknown, f"the chart sets variables frontend.config does not define: {sorted(unknown)}"
     config = frontend_config.load_from_env({k: v for k, v in env.items() if isinstance(v, str)})
-    assert config["BACKEND"] in {"grpc", "rest"}
+    assert config["BACKEND"] in ({"embedded"} if value_set in EMBEDDED_SETS else {"grpc", "rest"})
     assert config["MODEL_NAME"] == "mnist"
     assert config["TRUST_PROXY"] >= 0
 
@@ -98,7 +102,7 @@ def test_frontend_port_probes_and_service_line_up(rendered: dict[str, Rendered],
     assert pod_labels(frontend)["app.kubernetes.io/component"] == "frontend"
 
 
-@pytest.mark.parametrize("value_set", VALUE_SETS)
+@pytest.mark.parametrize("value_set", SERVING_SETS)
 def test_frontend_reaches_tf_serving_through_its_services(rendered: dict[str, Rendered], value_set: str) -> None:
     r = rendered[value_set]
     env = env_of(container_of(only(r, "frontend")))
@@ -132,7 +136,7 @@ def test_routing_file_is_the_configmap_key_the_operator_writes(rendered: dict[st
         assert operator_env["MNIST_OPERATOR_ROUTING_CONFIGMAP_KEY"] == posixpath.basename(routing_file)
 
 
-@pytest.mark.parametrize("value_set", VALUE_SETS)
+@pytest.mark.parametrize("value_set", SERVING_SETS)
 def test_model_config_is_the_configmap_key_the_operator_writes(rendered: dict[str, Rendered], value_set: str) -> None:
     r = rendered[value_set]
     serving = only(r, "serving")
@@ -166,7 +170,8 @@ def test_operator_env_names_values_and_selector(rendered: dict[str, Rendered], v
     selector = parse_label_selector(config.frontend_selector)
     chosen = [obj for obj in pods(r) if selector_matches(selector, pod_labels(obj))]
     assert chosen == [frontend], "the operator's frontend selector must pick the frontend pods and nothing else"
-    assert config.serving_rest == env_of(container_of(frontend))["MNIST_SERVING_REST"]
+    # TF Serving's REST address, or none (the AVAILABLE gate then checks the model store) where it is not deployed.
+    assert config.serving_rest == env_of(container_of(frontend)).get("MNIST_SERVING_REST", "")
     # The namespace it watches is its own (downward API), where the chart puts the CRs' ConfigMaps.
     assert env["MNIST_OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
 
@@ -175,8 +180,8 @@ def test_operator_env_names_values_and_selector(rendered: dict[str, Rendered], v
 def test_everyone_agrees_on_the_model_store_path(rendered: dict[str, Rendered], value_set: str) -> None:
     r = rendered[value_set]
     base = "/models/mnist"  # common.md: the cluster's model base path
-    serving = only(r, "serving")
-    (models_mount,) = [m for m in container_of(serving)["volumeMounts"] if m["name"] == "models"]
+    reader = only(r, "frontend" if value_set in EMBEDDED_SETS else "serving")  # who loads the versions
+    (models_mount,) = [m for m in container_of(reader)["volumeMounts"] if m["name"] == "models"]
     assert posixpath.join(models_mount["mountPath"], "mnist") == base
     trainers = [o for o in pods(r) if component(o) == "trainer"]
     for trainer in trainers:
@@ -184,6 +189,26 @@ def test_everyone_agrees_on_the_model_store_path(rendered: dict[str, Rendered], 
     if value_set != "operator-off-values":
         operator_env = env_of(container_of(only(r, "operator")))
         assert posixpath.join(operator_env["MNIST_OPERATOR_MODEL_BASE_PATH"], "mnist") == base
+
+
+@pytest.mark.parametrize("value_set", sorted(EMBEDDED_SETS))
+def test_without_tf_serving_the_frontend_reads_the_store_and_the_operator_writes_routing_only(
+        rendered: dict[str, Rendered], value_set: str) -> None:
+    r = rendered[value_set]
+    assert not [o for o in r.objects if o["kind"] != "ConfigMap"
+                and o["metadata"]["labels"].get("app.kubernetes.io/component") == "serving"], \
+        "no TF Serving Deployment, Service, HPA, PDB or NetworkPolicy"
+    frontend = only(r, "frontend")
+    env = env_of(container_of(frontend))
+    config = frontend_config.load_from_env({k: v for k, v in env.items() if isinstance(v, str)})
+    assert config["BACKEND"] == "embedded" and "MNIST_SERVING_GRPC" not in env
+    mount, volume = mount_of(frontend, config["MODEL_BASE_PATH"])
+    assert mount["readOnly"] is True and volume["persistentVolumeClaim"]["readOnly"] is True
+    assert volume["persistentVolumeClaim"]["claimName"] == f"{RELEASE}-mnist-platform-models"
+    operator = operator_config.OperatorConfig.from_env(
+        {k: v for k, v in env_of(container_of(only(r, "operator"))).items() if isinstance(v, str)})
+    assert operator.serving_configmap == "" and operator.serving_rest == ""
+    assert posixpath.join(operator.model_base_path, "mnist") == config["MODEL_BASE_PATH"]
 
 
 def test_generated_api_key_secret_works_with_the_frontend_parser(rendered: dict[str, Rendered]) -> None:

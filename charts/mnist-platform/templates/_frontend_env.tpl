@@ -7,10 +7,15 @@ The frontend's environment: every name here is defined in services/frontend/fron
   value: {{ .Values.frontend.backend | quote }}
 - name: MNIST_MODEL_NAME
   value: {{ .Values.modelName | quote }}
+{{- if include "mnist-platform.servingEnabled" . }}
 - name: MNIST_SERVING_GRPC
   value: {{ printf "%s:%d" (include "mnist-platform.servingGrpcName" .) (int .Values.serving.grpcPort) | quote }}
 - name: MNIST_SERVING_REST
   value: {{ printf "http://%s:%d" (include "mnist-platform.servingRestName" .) (int .Values.serving.restPort) | quote }}
+{{- else }}
+- name: MNIST_MODEL_BASE_PATH
+  value: {{ include "mnist-platform.modelBasePath" . | quote }}
+{{- end }}
 - name: MNIST_ROUTING_FILE
   value: {{ printf "%s/routing.json" (include "mnist-platform.routingDir" .) | quote }}
 - name: MNIST_API_KEYS_FILE

@@ -75,6 +75,8 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "mnist-platform.apiKeysSecret" -}}
 {{- default (include "mnist-platform.componentName" (list . "api-keys")) .Values.frontend.apiKeys.existingSecret }}
 {{- end }}
+{{/* TF Serving is deployed unless the frontend serves from the model store itself (frontend.backend: embedded). */}}
+{{- define "mnist-platform.servingEnabled" -}}{{ if ne .Values.frontend.backend "embedded" }}true{{ end }}{{- end }}
 {{- define "mnist-platform.modelBasePath" -}}{{ printf "%s/%s" .Values.modelStore.mountPath .Values.modelName }}{{- end }}
 
 {{/* Paths inside the containers. */}}

@@ -7,8 +7,9 @@ tests/chart/test_consistency.py checks the names, the ConfigMap names/keys and t
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
+# Empty without TF Serving (frontend.backend: embedded): the operator writes the routing only.
 - name: MNIST_OPERATOR_SERVING_CONFIGMAP
-  value: {{ include "mnist-platform.modelConfigName" . | quote }}
+  value: {{ ternary (include "mnist-platform.modelConfigName" .) "" (eq (include "mnist-platform.servingEnabled" .) "true") | quote }}
 - name: MNIST_OPERATOR_SERVING_CONFIGMAP_KEY
   value: "models.config"
 - name: MNIST_OPERATOR_ROUTING_CONFIGMAP
@@ -23,8 +24,9 @@ tests/chart/test_consistency.py checks the names, the ConfigMap names/keys and t
   value: "/metrics"
 - name: MNIST_OPERATOR_PROMETHEUS_URL
   value: {{ .Values.operator.prometheusUrl | quote }}
+# Empty without TF Serving: the AVAILABLE gate checks the model store instead.
 - name: MNIST_OPERATOR_SERVING_REST
-  value: {{ printf "http://%s:%d" (include "mnist-platform.servingRestName" .) (int .Values.serving.restPort) | quote }}
+  value: {{ ternary (printf "http://%s:%d" (include "mnist-platform.servingRestName" .) (int .Values.serving.restPort)) "" (eq (include "mnist-platform.servingEnabled" .) "true") | quote }}
 - name: MNIST_OPERATOR_MODEL_BASE_PATH
   value: {{ .Values.modelStore.mountPath | quote }}
 - name: MNIST_OPERATOR_SERVING_BASE_PATH_TEMPLATE
