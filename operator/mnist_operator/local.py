@@ -24,11 +24,28 @@ from mnist_operator import decide as core
 from mnist_operator import metrics_source, versions
 from mnist_operator.config import GROUP
 from mnist_operator.render import render_model_config, render_routing
-from mnist_operator.spec import SpecError, parse_spec
+from mnist_operator.spec import MAX_VERSION, SpecError, parse_spec, shown
+
+# A ModelRollout manifest is about 1 KiB; the bound keeps the pure-Python YAML parser well under a second.
+MAX_ROLLOUT_BYTES = 64 * 1024
+# A ModelRollout nests 4 levels (document, spec, section, list); a deeper file is junk, and the composer recurses.
+MAX_YAML_DEPTH = 16
+# routing.json and --status-file are this tool's own output (a status holds per-pod counters): generous, bounded.
+MAX_JSON_BYTES = 4 * 1024 * 1024
+MAX_MESSAGE_CHARS = 500
+# Kubernetes object names: a DNS subdomain (253) for the rollout, a DNS label (63) for the namespace.
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+NAME_RE = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+NAMESPACE_RE = re.compile(_DNS_LABEL)
 
 
 class LocalError(Exception):
     """A mistake in the local-mode arguments or files: one line, exit code 2."""
+
+    def __str__(self) -> str:
+        # Printed as the one line on stderr: no line breaks, bounded, whatever the input quoted in it.
+        text = " ".join(super().__str__().split())
+        return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS - 3] + "..."
 
 
 @dataclass
@@ -45,20 +62,94 @@ class LocalOptions:
     http_timeout_s: float = 2.0
 
 
-def load_rollout(path: Path) -> dict[str, Any]:
-    """Read one ModelRollout manifest; refuse anything else with a clear line."""
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader without aliases and with bounded nesting.
+
+    A ModelRollout needs neither. A 500-byte alias bomb loads fast (the references are shared), but anything that
+    walks the value afterwards (a repr in an error message) meets 9^9 strings: minutes and gigabytes. Deep nesting
+    makes the composer, which recurses, hit the interpreter's recursion limit.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted in a rollout file",
+                                              self.peek_event().start_mark)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                              self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes of a file (reading one more to tell a larger file), never the whole of a huge one."""
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
     except OSError as exc:
         raise LocalError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise LocalError(f"{path} is larger than {limit // 1024} KiB: not a file this tool reads")
+    return data
+
+
+def parse_yaml_documents(data: bytes, path: Path) -> list[Any]:
+    """Every YAML document of a rollout file, loaded without aliases and with bounded depth."""
+    try:
+        return list(yaml.load_all(data, Loader=_BoundedLoader))  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise LocalError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raise LocalError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from exc
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # The constructors raise these on hostile scalars: an integer of more than 4300 digits, 2001-02-30.
+        raise LocalError(f"{path} is not valid YAML: {type(exc).__name__}: {clip(str(exc), 200)}") from exc
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's own words, short: the problem and where (its full message repeats the offending lines)."""
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return clip(str(problem), 200) + where
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def rollout_identity(obj: dict[str, Any], path: Path) -> tuple[str, int]:
+    """("namespace/name", generation) from a manifest's metadata, each checked like the API server would."""
+    meta = obj.get("metadata")
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise LocalError(f"{path}: metadata must be a mapping, not {shown(meta)}")
+    name, namespace = meta.get("name", "rollout"), meta.get("namespace", "default")
+    if not isinstance(name, str) or len(name) > 253 or not NAME_RE.fullmatch(name):
+        raise LocalError(f"{path}: metadata.name {shown(name)} is not a Kubernetes name (lower-case DNS subdomain)")
+    if not isinstance(namespace, str) or not NAMESPACE_RE.fullmatch(namespace):
+        raise LocalError(f"{path}: metadata.namespace {shown(namespace)} is not a Kubernetes namespace (DNS label)")
+    generation = meta.get("generation", 1)
+    if isinstance(generation, bool) or not isinstance(generation, int) or not 1 <= generation <= MAX_VERSION:
+        raise LocalError(f"{path}: metadata.generation {shown(generation)} is not a positive integer")
+    return f"{namespace}/{name}", generation
+
+
+def load_rollout(path: Path) -> dict[str, Any]:
+    """Read one ModelRollout manifest; refuse anything else with one clear, short line (size, YAML, metadata, spec)."""
+    docs = [d for d in parse_yaml_documents(read_bounded(path, MAX_ROLLOUT_BYTES), path) if d is not None]
     rollouts = [d for d in docs if isinstance(d, dict) and d.get("kind") == "ModelRollout"]
     if len(rollouts) != 1:
         raise LocalError(f"{path} must hold exactly one ModelRollout (found {len(rollouts)})")
     obj = rollouts[0]
-    if not str(obj.get("apiVersion", "")).startswith(GROUP + "/"):
+    api_version = obj.get("apiVersion")
+    if not isinstance(api_version, str) or not api_version.startswith(GROUP + "/"):
         raise LocalError(f"{path}: apiVersion must be {GROUP}/v1alpha1")
+    rollout_identity(obj, path)
     try:
         parse_spec(obj.get("spec") or {})
     except SpecError as exc:
@@ -88,25 +179,46 @@ def atomic_write(path: Path, text: str) -> bool:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file, or None when it is missing, too large, not JSON or not an object."""
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+        with path.open("rb") as f:
+            data = f.read(MAX_JSON_BYTES + 1)
+        doc = json.loads(data) if len(data) <= MAX_JSON_BYTES else None
+    except (OSError, ValueError, RecursionError):  # RecursionError: "[[[[..." deeper than the decoder can go
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def read_status_file(path: Path) -> dict[str, Any] | None:
+    """The status a previous run left (None when there is none yet); anything else there is a LocalError."""
+    if not path.exists():
+        return None
+    data = read_bounded(path, MAX_JSON_BYTES)
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise LocalError(f"status file {path} is not JSON: {shown(str(exc))}") from exc
+    if not isinstance(doc, dict):
+        raise LocalError(f"status file {path} does not hold a JSON object (a status this tool wrote)")
+    return doc
 
 
 def base_path_in_config(path: Path, model: str) -> Path | None:
     """The local base_path of `model` in an existing TF Serving model config file, if it is a directory here."""
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            text = f.read(MAX_JSON_BYTES).decode("utf-8", "replace")
     except OSError:
         return None
     for block in re.split(r"\bconfig\s*\{", text)[1:]:
         name = re.search(r'\bname:\s*"((?:[^"\\]|\\.)*)"', block)
         base = re.search(r'\bbase_path:\s*"((?:[^"\\]|\\.)*)"', block)
-        if name and base and json.loads(f'"{name.group(1)}"') == model:
-            candidate = Path(json.loads(f'"{base.group(1)}"'))
-            return candidate if candidate.is_dir() else None
+        try:
+            if name and base and json.loads(f'"{name.group(1)}"') == model:
+                candidate = Path(json.loads(f'"{base.group(1)}"'))
+                return candidate if candidate.is_dir() else None
+        except ValueError:  # an escape JSON does not know (protobuf text has \x..): not a config we wrote
+            return None
     return None
 
 
@@ -143,11 +255,11 @@ def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.ti
     if opts.model_base_path is None and not opts.serving_rest:
         # Where the serving config in place says the model lives (the demo writes it before starting us).
         opts.model_base_path = base_path_in_config(opts.serving_config, parsed.model)
-    meta = obj.get("metadata") or {}
-    key = f"{meta.get('namespace', 'default')}/{meta.get('name', 'rollout')}"
+    key, generation = rollout_identity(obj, opts.rollout)
     base_path = str(opts.model_base_path.resolve()) if opts.model_base_path else f"/models/{parsed.model}"
     tick_s = opts.tick_s if opts.tick_s is not None else max(0.2, min(parsed.interval_s / 2, 1.0))
-    status: dict[str, Any] | None = _read_json(opts.status_file) if opts.status_file else None
+    status: dict[str, Any] | None = read_status_file(opts.status_file) if opts.status_file else None
+    status_unchecked = status is not None  # a status from a file is input until decide() has used it once
     http = requests.Session()
     started = clock()
     tty = out.isatty()
@@ -167,10 +279,17 @@ def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.ti
         if st.get("stage") in (*core.TRAFFIC_STAGES, core.LOADING, core.PROMOTING, core.ROLLING_BACK):
             metrics = metrics_source.scrape_urls({u: u for u in opts.metrics_urls}, parsed.model,
                                                  opts.http_timeout_s, http, clock)
-        obs = core.Observation(rollout=key, generation=int(meta.get("generation") or 1), metrics=metrics,
+        obs = core.Observation(rollout=key, generation=generation, metrics=metrics,
                                candidate=cand, serving_base_path=base_path, current_routing=routing_now,
                                versions=versions)
-        d = core.decide(spec, status, obs, now)
+        try:
+            d = core.decide(spec, status, obs, now)
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+            if not status_unchecked:
+                raise
+            raise LocalError(f"status file {opts.status_file} is not a status this tool wrote "
+                             f"({type(exc).__name__}: {shown(str(exc))}); nothing written") from exc
+        status_unchecked = False
         if d.serving is not None:
             atomic_write(opts.serving_config, render_model_config([d.serving]))
         if d.routing is not None:

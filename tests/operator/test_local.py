@@ -6,10 +6,13 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mnist_operator.cli import main
 from mnist_operator.local import LocalError, LocalOptions, atomic_write, load_rollout, progress_line, run_local
 
@@ -197,3 +200,142 @@ def test_local_mode_checks_the_stable_version_the_routing_file_serves(tmp_path, 
                                   metrics_urls=["http://127.0.0.1:9/metrics"], model_base_path=store, tick_s=0.05,
                                   timeout_s=30, http_timeout_s=0.1), out=io.StringIO())
     assert code == 1 and "Failed reason: StableNotFound: stable v1 not found" in capsys.readouterr().err
+
+
+# --- hostile rollout files: one line on stderr, exit 2, fast, nothing written ------------------------------------
+
+HEADER = "apiVersion: ml.mnist-platform.dev/v1alpha1\nkind: ModelRollout\n"
+# The issue's 500-byte alias bomb: 9 levels of 9 references, 9^9 strings once anything walks it (the old error
+# message's repr did: most of a minute, gigabytes of memory, hundreds of MB on stderr).
+BOMB = HEADER + "metadata: {name: bomb}\na: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
+    f"{c}: &{c} [{','.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+) + "spec: {model: *i, candidateVersion: 2}\n"
+
+HOSTILE = {
+    "alias bomb": BOMB,
+    "one alias": HEADER + "metadata: &m {name: x}\nother: *m\nspec: {model: mnist, candidateVersion: 2}\n",
+    "deep flow nesting": HEADER + "spec: " + "[" * 30_000 + "]" * 30_000 + "\n",
+    "deep block nesting": HEADER + "spec:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 300)),
+    "metadata a list": HEADER + "metadata: [1]\nspec: {model: mnist, candidateVersion: 2}\n",
+    "metadata a string": HEADER + "metadata: hello\nspec: {model: mnist, candidateVersion: 2}\n",
+    "generation not an integer": HEADER + "metadata: {name: x, generation: abc}\nspec: {model: mnist, candidateVersion: 2}\n",
+    "generation a float": HEADER + "metadata: {name: x, generation: 1.5}\nspec: {model: mnist, candidateVersion: 2}\n",
+    "generation zero": HEADER + "metadata: {name: x, generation: 0}\nspec: {model: mnist, candidateVersion: 2}\n",
+    "name a list": HEADER + "metadata: {name: [1, 2]}\nspec: {model: mnist, candidateVersion: 2}\n",
+    "name with a newline": HEADER + 'metadata: {name: "a\\nb"}\nspec: {model: mnist, candidateVersion: 2}\n',
+    "namespace too long": HEADER + f"metadata: {{name: x, namespace: {'n' * 64}}}\nspec: {{model: mnist, candidateVersion: 2}}\n",
+    "huge integer": HEADER + f"spec: {{model: mnist, candidateVersion: 1{'0' * 5000}}}\n",
+    "impossible date": HEADER + "metadata: {name: x, creationTimestamp: 2001-02-30}\nspec: {model: mnist, candidateVersion: 2}\n",
+    "long unknown fields": HEADER + "spec: {model: mnist, candidateVersion: 2, " + ", ".join(
+        f"{'k' * 200}{i}: 1" for i in range(200)) + "}\n",
+    "long model": HEADER + f"spec: {{model: {'m' * 30_000}, candidateVersion: 2}}\n",
+    "not UTF-8": b"\xff\xfe\xfdspec: \x80\x81\n",
+    "binary": bytes(range(256)) * 8,
+    "api version a list": "apiVersion: [1]\nkind: ModelRollout\nspec: {model: mnist, candidateVersion: 2}\n",
+    "kind a mapping key": "{kind: ModelRollout}: 1\n",
+    "python tag": HEADER + "spec: !!python/object/apply:os.system [echo hi]\n",
+}
+
+
+def run_cli(tmp_path: Path, rollout: Path) -> tuple[int, str, float]:
+    """The CLI in a child process with 1 GiB of address space, so a regression fails fast instead of swapping."""
+    code = ("import resource, sys, time\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+            "from mnist_operator.cli import main\n"
+            "t = time.perf_counter(); rc = main(sys.argv[1:])\n"
+            "print(f'{time.perf_counter() - t:.3f}'); sys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code, "local", "--rollout", str(rollout), "--routing-file",
+                           str(tmp_path / "routing.json"), "--serving-config", str(tmp_path / "models.config"),
+                           "--metrics-url", "http://127.0.0.1:9/metrics"], capture_output=True, text=True, timeout=60)
+    return proc.returncode, proc.stderr, float(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else -1.0
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_a_hostile_rollout_file_is_one_short_line_and_exit_2_in_under_a_second(tmp_path, capsys, name):
+    f = tmp_path / "r.yaml"
+    content = HOSTILE[name]
+    f.write_bytes(content if isinstance(content, bytes) else content.encode())
+    started = time.perf_counter()
+    code = main(["local", "--rollout", str(f), "--routing-file", str(tmp_path / "routing.json"),
+                 "--serving-config", str(tmp_path / "models.config"), "--metrics-url", "http://127.0.0.1:9/metrics"])
+    took = time.perf_counter() - started
+    err = capsys.readouterr().err
+    assert code == 2, err[:500]
+    assert err.startswith("mnist-operator local: ") and err.endswith("\n") and err.count("\n") == 1, err[:500]
+    assert len(err) <= 600 and took < 1.0, (len(err), took)
+    assert not (tmp_path / "routing.json").exists() and not (tmp_path / "models.config").exists()
+
+
+def test_the_alias_bomb_is_refused_by_the_cli_in_a_process_of_bounded_memory(tmp_path):
+    f = tmp_path / "bomb.yaml"
+    f.write_text(BOMB)
+    assert len(BOMB) < 600
+    code, err, took = run_cli(tmp_path, f)
+    assert code == 2 and err.count("\n") == 1 and "alias" in err and len(err) < 600, err[:500]
+    assert 0 <= took < 1.0
+
+
+@pytest.mark.parametrize("size", [64 * 1024 + 1, 50 * 1024 * 1024])
+def test_a_huge_rollout_file_is_refused_without_reading_it_whole(tmp_path, capsys, size):
+    f = tmp_path / "huge.yaml"
+    with f.open("wb") as out:
+        out.write(HEADER.encode() + b"spec: {model: mnist, candidateVersion: 2}\n# ")
+        out.truncate(size)  # sparse: the size is real, the disk is not used
+    started = time.perf_counter()
+    with pytest.raises(LocalError, match="larger than 64 KiB"):
+        load_rollout(f)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_the_largest_accepted_file_loads_in_under_a_second(tmp_path):
+    body = HEADER + "metadata: {name: big}\nspec: {model: mnist, candidateVersion: 2}\n"
+    f = tmp_path / "big.yaml"
+    f.write_text(body + "# " + "x" * (64 * 1024 - len(body) - 3) + "\n")
+    assert f.stat().st_size == 64 * 1024
+    started = time.perf_counter()
+    assert load_rollout(f)["metadata"]["name"] == "big"
+    assert time.perf_counter() - started < 1.0
+
+
+YAML_JUNK = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10) | st.integers(), inner,
+                                                                max_size=4),
+    max_leaves=30)
+
+
+@settings(max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+@given(junk=st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=300),
+    st.text(alphabet="{}[]:,-&*!|>'\"#%@` \n\tabc01.", max_size=200),  # YAML's syntax characters
+    YAML_JUNK.map(lambda v: yaml.safe_dump({"apiVersion": "ml.mnist-platform.dev/v1alpha1", "kind": "ModelRollout",
+                                            "metadata": v, "spec": {"model": "mnist", "candidateVersion": 2}})),
+    YAML_JUNK.map(lambda v: yaml.safe_dump({"apiVersion": "ml.mnist-platform.dev/v1alpha1", "kind": "ModelRollout",
+                                            "spec": v})),
+))
+def test_junk_rollout_files_load_or_are_one_line_local_errors(tmp_path_factory, junk):
+    f = tmp_path_factory.mktemp("junk") / "r.yaml"
+    f.write_bytes(junk if isinstance(junk, bytes) else junk.encode("utf-8", "surrogatepass"))
+    try:
+        obj = load_rollout(f)
+    except LocalError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) <= 500, str(exc)[:600]
+    else:
+        assert obj["kind"] == "ModelRollout"
+
+
+def test_a_status_file_that_is_not_one_this_tool_wrote_is_exit_2(tmp_path, capsys):
+    store = fake_store(tmp_path, (1, 2))
+    rollout = write_rollout(tmp_path, "t", {"model": "mnist", "candidateVersion": 2, "stableVersion": 1})
+    for bad in ("[1, 2]", "{not json", '{"phase": "Progressing", "stage": "Canary", "stepStartedAt": "yesterday", '
+                '"lastCheckAt": 5, "stableVersion": 1, "candidateVersion": 2, "model": "mnist"}', "[" * 100_000):
+        status = tmp_path / "status.json"
+        status.write_text(bad)
+        code = main(["local", "--rollout", str(rollout), "--routing-file", str(tmp_path / "routing.json"),
+                     "--serving-config", str(tmp_path / "models.config"), "--metrics-url",
+                     "http://127.0.0.1:9/metrics", "--model-base-path", str(store), "--status-file", str(status),
+                     "--timeout", "5"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "status" in err and len(err) < 600, (bad[:40], err[:300])
+        assert not (tmp_path / "routing.json").exists()
