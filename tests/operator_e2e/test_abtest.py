@@ -21,9 +21,9 @@ from .harness import (
 pytestmark = pytest.mark.slow
 
 
-def abtest(name: str, candidate: int, stable: int, floor: float) -> dict:
+def abtest(name: str, candidate: int, stable: int, floor: float, confidence: float) -> dict:
     return example_rollout("abtest", name, candidateVersion=candidate, stableVersion=stable,
-                           abtest={"split": 50, "duration": "8s", "minSamples": 20, "confidence": 0.95,
+                           abtest={"split": 50, "duration": "8s", "minSamples": 20, "confidence": confidence,
                                    "require": "notWorse"},
                            analysis={**FAST_ANALYSIS, "minAccuracy": floor}, gate={"minOfflineAccuracy": 0})
 
@@ -48,7 +48,10 @@ def test_abtest_promotes_a_candidate_that_is_not_worse(platform: Platform, model
     platform.seed(stable=1)
     platform.operator.start()
     with Traffic(platform.frontend.base, *digits, users=100) as traffic:
-        apply(platform.cluster, abtest("mnist-v2-ab", 2, 1, floor))
+        # v1 and v2 are about equally accurate (the store's v2 was 0.5 points below v1 on the test digits): "not
+        # worse at 95%" then loses one run in 20 or more by chance alone (it did). At 99.99% (z_c 3.72) a tie on a
+        # few hundred answers per side promotes; the test is of the operator, not of luck.
+        apply(platform.cluster, abtest("mnist-v2-ab", 2, 1, floor, confidence=0.9999))
         platform.wait_stage("mnist-v2-ab", "ABTest", 30)
         routing = platform.routing()
         assert routing["strategy"] == "abtest" and routing["sticky_header"] == "X-User-Id"
@@ -57,7 +60,7 @@ def test_abtest_promotes_a_candidate_that_is_not_worse(platform: Platform, model
         assert parse_model_config(platform.serving_config()) == model_config([1, 2], {"stable": 1, "candidate": 2})
         sticky = probe_stickiness(platform, routing["generation"], digits[0][0])
         final = platform.wait_phase("mnist-v2-ab", {"Promoted", "RolledBack", "Failed"}, 90)
-    assert final["phase"] == "Promoted", final
+    assert final["phase"] == "Promoted", (final.get("reason"), final.get("message"))
     verdict = final["lastAnalysis"]["abtest"]
     assert verdict["candidateN"] >= 20 and verdict["stableN"] >= 20
     assert platform.wait_event("mnist-v2-ab", "Promoted")["type"] == "Normal"
@@ -74,9 +77,10 @@ def test_abtest_rolls_back_a_candidate_that_loses_on_feedback(platform: Platform
     platform.seed(stable=2)
     platform.operator.start()
     with Traffic(platform.frontend.base, *digits, users=100) as traffic:
-        apply(platform.cluster, abtest("mnist-v3-ab", 3, 2, floor))
+        apply(platform.cluster, abtest("mnist-v3-ab", 3, 2, floor, confidence=0.95))
         final = platform.wait_phase("mnist-v3-ab", {"Promoted", "RolledBack", "Failed"}, 90)
-    assert final["phase"] == "RolledBack" and final["reason"] == "LostABTest", final
+    assert final["phase"] == "RolledBack" and final["reason"] == "LostABTest", (final.get("reason"),
+                                                                                 final.get("message"))
     verdict = final["lastAnalysis"]["abtest"]
     assert verdict["candidateAccuracy"] < verdict["stableAccuracy"]
     platform.wait_event("mnist-v3-ab", "RolledBack")

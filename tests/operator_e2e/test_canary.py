@@ -54,7 +54,7 @@ def test_canary_promotes_a_good_candidate_across_an_operator_kill(platform: Plat
         before = platform.status("mnist-v2")
         platform.operator.start()
         final = platform.wait_phase("mnist-v2", {"Promoted", "RolledBack", "Failed"}, 120)
-    assert final["phase"] == "Promoted", final
+    assert final["phase"] == "Promoted", (final.get("reason"), final.get("message"))
     assert final["step"] >= before["step"]
 
     # Every routing document the API server stored, in order (the sync watches it): the candidate's weight went

@@ -29,7 +29,7 @@ def test_shadow_switches_to_a_candidate_that_agrees_with_stable(platform: Platfo
         assert parse_model_config(platform.serving_config()) == model_config([1, 2], {"stable": 1, "shadow": 2})
         answered_by_2_during_shadow = traffic.versions.get(2, 0)
         final = platform.wait_phase("mnist-v2-shadow", {"Promoted", "RolledBack", "Failed"}, 90)
-    assert final["phase"] == "Promoted", final
+    assert final["phase"] == "Promoted", (final.get("reason"), final.get("message"))
     assert answered_by_2_during_shadow == 0  # users only ever saw stable answers while v2 was a shadow
     assert final["lastAnalysis"]["shadow"]["agreement"] >= agreement
     platform.wait_event("mnist-v2-shadow", "Promoted")
