@@ -15,13 +15,16 @@ import base64
 import copy
 import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import yaml
 
+from scripts.sim.control_plane import ControlPlane
 from tests.support.cluster import Cluster, wait_for
 
 Obj = dict[str, Any]
@@ -209,6 +212,22 @@ def chart_crds(cluster: Cluster) -> dict[str, tuple[str, bool]]:
     return found
 
 
+@contextmanager
+def own_namespace(control_plane: ControlPlane, workdir: Path) -> Iterator[Cluster]:
+    """What the `cluster` fixture gives a test, for work that runs beside others in threads: a namespace of
+    its own (deleted after, without waiting) and a kubernetes client of its own."""
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    control_plane.kubectl("create", "namespace", namespace)
+    control_plane.kubectl("label", "namespace", namespace, "mnist-platform.dev/test=true")
+    try:
+        with kubernetes.config.new_client_from_config(str(control_plane.kubeconfig)) as api:
+            cluster = Cluster(control_plane, namespace, workdir, api)
+            wait_for(lambda: cluster.get("v1", "ServiceAccount", "default"), 30, f"ServiceAccount default in {namespace}")
+            yield cluster
+    finally:
+        control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
 def install_httproute_crd(cluster: Cluster) -> None:
     """The HTTPRoute CRD above, cluster-wide and left in place (idempotent; no chart CRD is touched)."""
     cluster.check(cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=HTTPROUTE_CRD))
@@ -231,7 +250,19 @@ class ChartRelease:
         return [] if self.value_set == "default" else ["-f", str(values_file(self.value_set))]
 
     def helm(self, *args: str) -> str:
-        return self.cluster.check(self.cluster.helm(*args))
+        result = self.cluster.helm(*args)
+        assert result.returncode == 0, f"helm {args[0]} ({self.value_set}) failed:\n{result.stderr[-3000:]}" \
+            + "".join(f"\n  {line}" for line in self.warnings()[:10])
+        return result.stdout
+
+    def warnings(self) -> list[str]:
+        """The namespace's Warning events, but for what this test bed always warns about (no metrics API;
+        pod IPs are loopback addresses, which endpoints refuse)."""
+        noise = ("FailedGetResourceMetric", "FailedComputeMetricsReplicas", "FailedToUpdateEndpoint",
+                 "FailedToUpdateEndpointSlices")
+        events = [e for e in self.cluster.list("v1", "Event") if e.get("type") == "Warning" and e["reason"] not in noise]
+        return sorted({f"{e['reason']} {e['involvedObject']['kind']}/{e['involvedObject']['name']}: {e['message']}"
+                       for e in events})
 
     def render(self, *extra: str) -> list[Obj]:
         text = self.helm("template", RELEASE, str(CHART), *self.values_args, *extra)
@@ -369,6 +400,12 @@ class ChartRelease:
             self.cluster.check(self.cluster.kubectl("patch", "configmap", name, "--type=merge",
                                                     "--field-manager=mnist-operator", "-p", json.dumps({"data": data})))
         return {name: dict(data) for name, data in OPERATOR_WRITES.items()}
+
+    def image(self, component: str, tag: str | None = None) -> str:
+        """The image a component's pods run with these values (tag: the chart's appVersion unless given)."""
+        image = self.values[component]["image"]
+        app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+        return f"{image['repository']}:{tag or image['tag'] or app_version}"
 
     def pod_images(self, component: str) -> set[str]:
         """Images of the live (not terminating) pods of a component."""
