@@ -120,9 +120,10 @@ def free_port() -> int:
 
 
 class Frontend:
-    """`mnist-frontend` as a subprocess; stdout (access log) and stderr collected in files."""
+    """`mnist-frontend` as a subprocess; stdout (access log) and stderr collected in files. With `app` (a
+    "module:factory()" importable from the repository root), gunicorn with the frontend's config serves that app."""
 
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
+    def __init__(self, tmp_path: Path, env: dict[str, str], app: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.out = tmp_path / "stdout.log"
@@ -130,9 +131,12 @@ class Frontend:
         inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}  # a test may set it
         full_env = {**inherited, "MNIST_BIND": f"127.0.0.1:{self.port}", "MNIST_WORKERS": "2", "MNIST_THREADS": "4",
                     "MNIST_ROUTING_CHECK_S": "0.2", **env}
+        command = [sys.executable, "-m", "frontend.cli"]
+        if app:
+            command = [sys.executable, "-m", "gunicorn", "-c", "python:frontend.gunicorn_conf", app]
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.process = subprocess.Popen([sys.executable, "-m", "frontend.cli"], env=full_env, stdout=out,
-                                            stderr=err, start_new_session=True)
+            self.process = subprocess.Popen(command, env=full_env, stdout=out, stderr=err, start_new_session=True,
+                                            cwd=Path(__file__).resolve().parents[2])
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -160,8 +164,8 @@ class Frontend:
 def frontend_factory(tmp_path):
     started: list[Frontend] = []
 
-    def start(**env: str) -> Frontend:
-        frontend = Frontend(tmp_path, env)
+    def start(app: str | None = None, **env: str) -> Frontend:
+        frontend = Frontend(tmp_path, env, app)
         started.append(frontend)
         frontend.wait_ready()
         return frontend

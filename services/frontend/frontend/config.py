@@ -104,6 +104,14 @@ ENV_SETTINGS: tuple[Setting, ...] = (
     Setting("MNIST_DECODE_MEMORY_BYTES", "DECODE_MEMORY_BYTES", 48 * 1024 * 1024, _positive_int,
             "Memory per worker for images being decoded, shared by its threads. An image needing more is refused "
             "(413); one that does not fit now waits up to MNIST_BACKEND_TIMEOUT_S, then gets 503 server_busy."),
+    Setting("MNIST_HEADER_TIMEOUT_S", "HEADER_TIMEOUT_S", 10.0, _positive_float,
+            "Deadline for a request's line and headers, from its first byte (or from the connection's start); "
+            "past it the client gets 408 and the connection is closed."),
+    Setting("MNIST_BODY_TIMEOUT_S", "BODY_TIMEOUT_S", 30.0, _positive_float,
+            "Deadline for a request's body, from the end of its headers; past it the client gets 408."),
+    Setting("MNIST_RECEIVE_BUFFER_BYTES", "RECEIVE_BUFFER_BYTES", 32 * 1024 * 1024, _positive_int,
+            "Memory per worker for requests still being received, beyond the first 16 KiB of each connection; a "
+            "request that does not fit gets 503 server_busy."),
     Setting("MNIST_BACKEND_TIMEOUT_S", "BACKEND_TIMEOUT_S", 5.0, _positive_float,
             "Deadline of one backend call; past it the caller gets 504."),
     Setting("MNIST_SHADOW_WORKERS", "SHADOW_WORKERS", 2, _positive_int, "Threads per worker sending shadow copies."),

@@ -1,7 +1,8 @@
 """gunicorn settings for the frontend, from the MNIST_* environment (frontend.config).
 
 Used as `gunicorn -c python:frontend.gunicorn_conf` (what `mnist-frontend` and the container run) or via
-services/frontend/gunicorn.conf.py. gthread workers (threads do the waiting on TF Serving); SIGTERM makes
+services/frontend/gunicorn.conf.py. gthread workers (threads do the waiting on TF Serving) that read each request
+whole before a thread takes it (frontend.gunicorn_worker: slow clients cost a buffer, not a thread); SIGTERM makes
 gunicorn stop accepting, finish in-flight requests for up to MNIST_GRACEFUL_TIMEOUT_S, then exit.
 """
 
@@ -28,7 +29,7 @@ wsgi_app = "frontend.app:create_app()"
 bind = [_config["BIND"]]
 workers = _config["WORKERS"]
 threads = _config["THREADS"]
-worker_class = "gthread"
+worker_class = "frontend.gunicorn_worker.BufferedThreadWorker"
 graceful_timeout = _config["GRACEFUL_TIMEOUT_S"]
 # A worker silent for this long is hung (not merely busy: gthread heartbeats from its main thread).
 timeout = max(30, int(_config["BACKEND_TIMEOUT_S"] * 3))
