@@ -33,7 +33,7 @@ import requests
 import yaml
 
 from scripts.demo import models as demo_models
-from scripts.demo.ports import free_port, port_is_free
+from scripts.demo.ports import free_port
 
 from .control_plane import TOOLS_BIN, ControlPlane, ControlPlaneError, missing_binaries
 from .kubelet_sync import volume_dir
@@ -87,6 +87,12 @@ def rel(path: Path) -> str:
         return str(path)
 
 
+def absolute(path: Path) -> str:
+    """A path for an export line: $PWD/<path> inside the repository (still true after a cd), else as is."""
+    shown = rel(path)
+    return shown if os.path.isabs(shown) else f"$PWD/{shown}"
+
+
 # ------------------------------------------------------------------------------------------------ the cluster
 
 
@@ -99,12 +105,14 @@ class Sim:
         self.procs = Procs(cfg.state_dir)
         self.pods_dir = cfg.state_dir / "pods"
         self.state_file = cfg.state_dir / "state.json"
+        self.started: list[str] = []  # what this run created or started (empty: all of it was running)
 
     # --------------------------------------------------------------------------------------- tools
 
     def tool_env(self) -> dict[str, str]:
         home = self.cfg.state_dir / "home"
-        return {**os.environ, "KUBECONFIG": str(self.plane.kubeconfig), "HELM_CACHE_HOME": str(home / "helm-cache"),
+        return {**os.environ, "KUBECONFIG": str(self.plane.kubeconfig), "KUBECACHEDIR": str(home / "kube-cache"),
+                "HELM_CACHE_HOME": str(home / "helm-cache"),
                 "HELM_CONFIG_HOME": str(home / "helm-config"), "HELM_DATA_HOME": str(home / "helm-data")}
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
@@ -164,20 +172,20 @@ def preflight(sim: Sim) -> None:
                        "port with SIM_PORT=NNNN")
 
 
-def ensure_models(cfg: SimConfig) -> None:
+def ensure_models(cfg: SimConfig) -> bool:
     """Versions 1 and 2 of the model in the store: make demo's, trained the same way (same seeds) when missing."""
     model_dir = cfg.model_store / cfg.model
     todo = demo_models.versions_to_train(model_dir, [1, 2], retrain=False)
     if not todo:
         say(f"==> models: v1 and v2 already in {rel(model_dir)}")
-        return
+        return False
     if not cfg.data.exists():
         raise SimError(f"{rel(cfg.data)} is missing, and versions {todo} must be trained from it: run `make data`")
     for version in todo:
         spec = demo_models.TRAIN_SPECS[version]
         say(f"==> models: training {spec.describe()} into {rel(model_dir)} (make demo's, once)")
         started = time.monotonic()
-        log = cfg.state_dir.parent / f"{cfg.state_dir.name}-train-v{version}.log"
+        log = cfg.state_dir / "logs" / f"train-v{version}.log"
         result = subprocess.run(demo_models.train_command(spec, cfg.data, model_dir), capture_output=True,
                                 text=True)
         if result.returncode != 0 or not demo_models.is_published(model_dir, version):
@@ -186,6 +194,7 @@ def ensure_models(cfg: SimConfig) -> None:
             raise SimError(f"training v{version} failed (exit {result.returncode}); its output: {rel(log)}")
         say(f"    v{version} trained in {time.monotonic() - started:.0f} s, test accuracy "
             f"{demo_models.offline_accuracy(model_dir, version)}")
+    return True
 
 
 def ensure_control_plane(sim: Sim) -> bool:
@@ -205,6 +214,7 @@ def ensure_control_plane(sim: Sim) -> bool:
     except ControlPlaneError as exc:
         raise SimError(str(exc)) from None
     say(f"    both nodes Ready in {took:.1f} s")
+    sim.started.append("control plane")
     return True
 
 
@@ -251,6 +261,7 @@ def ensure_release(sim: Sim) -> None:
         if result.returncode != 0:
             raise SimError(f"helm install failed: {result.stderr.strip()}")
         say(f"    installed in {time.monotonic() - started:.1f} s")
+        sim.started.append("release")
     sim.kubectl("wait", "--for=condition=Available", "deployment", "--all", "--timeout=60s")
     pods = sim.get_json("pods", "-l", f"app.kubernetes.io/instance={cfg.release}") or {"items": []}
     say("    pods (kwok): " + ", ".join(
@@ -373,6 +384,25 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def port_is_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:port and a server could bind it now.
+
+    With SO_REUSEADDR, as gunicorn and gRPC bind: connections of a stopped server still in TIME_WAIT (a sim-down
+    a moment ago) do not make the port busy for them.
+    """
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            return False
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def allocate_ports(sim: Sim, state: dict[str, Any]) -> dict[str, int]:
     """The recorded ports, where the process holding them still runs or they are free; new ones otherwise."""
     ports = dict(state.get("ports", {}))
@@ -403,6 +433,7 @@ def ensure_process(sim: Sim, state: dict[str, Any], planned: Planned, ready: Cal
     fingerprints[planned.name] = planned.fingerprint()
     sim.save_state(state)
     wait_or_fail(sim, planned.name, ready, timeout_s, what)
+    sim.started.append(planned.name)
     say(f"    {planned.name:9s} started (pid {proc.pid}), {what} after {time.monotonic() - started:.1f} s; "
         f"log {rel(sim.procs.log_path(planned.name))}")
     return True
@@ -474,8 +505,8 @@ def up(cfg: SimConfig) -> int:
     started = time.monotonic()
     sim = Sim(cfg)
     preflight(sim)
-    ensure_models(cfg)
-    models_done = time.monotonic()
+    trained = ensure_models(cfg)
+    training_s = time.monotonic() - started if trained else 0.0
     if ensure_control_plane(sim):
         stop_processes(sim, quiet=True)
     ensure_namespace(sim)
@@ -485,9 +516,12 @@ def up(cfg: SimConfig) -> int:
     wait_initial_rollout(sim)
     serving = json.loads(routing_document(sim) or "{}").get("routes", [])
     took = time.monotonic() - started
+    serves = f"{cfg.model} " + ", ".join(f"v{r['version']} {r['weight']}%" for r in serving) + f" on {cfg.base_url}"
     say()
-    say(f"==> sim up in {took:.0f} s ({took - (models_done - started):.0f} s without the models): "
-        f"{cfg.model} " + ", ".join(f"v{r['version']} {r['weight']}%" for r in serving) + f" on {cfg.base_url}")
+    if sim.started:
+        say(f"==> sim up in {took:.0f} s" + (f" ({training_s:.0f} s of it training)" if trained else "") + f": {serves}")
+    else:
+        say(f"==> sim already up, one of everything running (checked in {took:.0f} s): {serves}")
     print_next_steps(sim)
     return 0
 
@@ -497,7 +531,7 @@ def print_next_steps(sim: Sim) -> None:
     make_args = "" if cfg.state_dir.resolve() == SimConfig.state_dir else f" SIM_DIR={rel(cfg.state_dir)}"
     secret = f"{cfg.fullname}-api-keys"
     steps = [
-        (f"export KUBECONFIG={rel(sim.plane.kubeconfig)} PATH=$PWD/{rel(TOOLS_BIN)}:$PATH", ""),
+        (f"export KUBECONFIG={absolute(sim.plane.kubeconfig)} PATH={absolute(TOOLS_BIN)}:$PATH", ""),
         ("kubectl get pods,pvc,mv,mr", f"namespace {cfg.namespace} is the context's default"),
         ("kubectl apply -f k8s/examples/canary.yaml", "roll v2 out as a canary: 10, 25, 50, 100% of traffic"),
         (f"make sim-traffic{make_args}", "in a second terminal: real MNIST digits + true labels, 10/s for 5 min"),

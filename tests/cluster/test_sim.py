@@ -105,7 +105,7 @@ def test_sim_up_installs_the_chart_runs_a_canary_to_promoted_and_sim_down_leaves
         assert again.returncode == 0, again.stderr
         for process in lifecycle.PROCESSES:
             assert f"{process:9s} already running" in again.stdout, again.stdout
-        assert "already installed" in again.stdout and "control plane" in again.stdout
+        assert "already installed" in again.stdout and "sim already up" in again.stdout
         pids = recorded_pids(state)
         assert set(lifecycle.PROCESSES) <= set(pids) and "kube-apiserver" in pids
 
