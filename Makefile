@@ -16,6 +16,8 @@ export MNIST_DATA
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 PYPROJECTS := services/trainer/pyproject.toml services/frontend/pyproject.toml operator/pyproject.toml
+# Packages the project no longer uses, removed from an existing .venv when it is updated.
+DROPPED_PACKAGES := kmock
 
 # Targets the test suite needs besides the virtualenv; component fragments add to these.
 TEST_DEPS := $(STAMP) $(MNIST_DATA)
@@ -42,6 +44,8 @@ $(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
 	  -e 'services/trainer[k8s]' -e 'services/frontend[embedded,serving-api]' -e operator \
 	  > $(VENV)/install.log 2>&1 || { tail -n 20 $(VENV)/install.log >&2; \
 	  echo "error: package installation failed; full log: $(VENV)/install.log" >&2; exit 1; }
+	@# pip never removes what the pins dropped; a dropped package's pytest plugin would still load.
+	@$(PY) -m pip uninstall --quiet --yes $(DROPPED_PACKAGES) >/dev/null 2>&1 || true
 	@touch $@
 	@echo "==> $(VENV) ready"
 

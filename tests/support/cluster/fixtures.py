@@ -7,6 +7,7 @@ after the test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -73,7 +74,5 @@ def cluster(control_plane: ControlPlane, admin_api: kubernetes.client.ApiClient,
     try:
         yield Cluster(control_plane, namespace, tmp_path, admin_api)
     finally:
-        try:
+        with contextlib.suppress(kubernetes.client.ApiException):
             core.delete_namespace(namespace, propagation_policy="Background")
-        except kubernetes.client.ApiException:
-            pass
