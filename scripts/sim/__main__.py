@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_traffic(cfg, args.rate, args.seconds)
     except SimError as exc:
         print(f"sim-{args.command}: error: {exc}", file=sys.stderr)
+        if args.command == "up" and (cfg.state_dir / "kwok").exists():
+            print(f"sim-up: what started is left running for a look (logs: {cfg.state_dir / 'logs'}); "
+                  "`make sim-down` stops it", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"sim-{args.command}: interrupted; `make sim-down` stops what was started", file=sys.stderr)
