@@ -29,7 +29,9 @@ MAX_DURATION_S = 30 * 24 * 3600.0  # 720h: longer than any rollout stage, short 
 # else makes every frontend refuse the routing file (services/frontend/frontend/routing.py; a test compares them).
 STICKY_HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
 MAX_STEPS = 20
-MAX_VERSION = 2**63 - 1  # TF Serving versions are int64
+# TF Serving versions are int64, but the CRD's `maximum` is a float64 that the API server must convert to int64 (2^63 - 1
+# as a float is 2^63: every ModelRollout was refused). 2^53 - 1 is exact in both, and in every JSON parser.
+MAX_VERSION = 2**53 - 1
 MAX_COUNT = 10**9  # minRequests, minSamples, minFeedback: more than any window or test ever sees
 # The frontend's latency histogram ends at 10 s (its +Inf bucket reads as 10 s, like histogram_quantile), so a
 # larger p99 threshold could never fail; 10000 is the largest meaningful one (and turns the latency check off).

@@ -103,13 +103,62 @@ def test_modelversion_example_is_valid():
     validator(schema_of(load_crd("modelversions.yaml"))).validate(doc)
 
 
+def cel_rules(schema: dict[str, Any], where: str = "spec") -> dict[str, tuple[str, str]]:
+    """message -> (field, rule) of every x-kubernetes-validations rule under a schema."""
+    found = {r["message"]: (where, r["rule"]) for r in schema.get("x-kubernetes-validations", [])}
+    for name, prop in schema.get("properties", {}).items():
+        found.update(cel_rules(prop, f"{where}.{name}"))
+    return found
+
+
+def _cel_message(path: Path) -> str | None:
+    """The CEL rule an invalid example says refuses it: its first line reads `# Refused (CEL: <message>): ...`."""
+    first = path.read_text().splitlines()[0]
+    return first.split("(CEL: ", 1)[1].split(")", 1)[0] if "(CEL: " in first else None
+
+
 @pytest.mark.parametrize("path", sorted((EXAMPLES / "invalid").glob("*.yaml")), ids=lambda p: p.name)
 def test_invalid_examples_are_rejected_by_the_schema_and_by_the_code(path):
+    """jsonschema knows no CEL: an example refused by a CEL rule must name one the CRD has (the API server's own
+    refusal of every invalid example is tests/cluster/test_crds_validation.py, against a real kube-apiserver)."""
     (doc,) = _rollouts(path)
     errors = list(validator(ROLLOUT_SCHEMA).iter_errors(doc))
-    assert errors, f"{path.name} passed the CRD schema"
+    message = _cel_message(path)
+    if message is None:
+        assert errors, f"{path.name} passed the CRD schema"
+    else:
+        assert not errors and message in cel_rules(SPEC_SCHEMA), f"{path.name}: no CEL rule {message!r}"
     with pytest.raises(SpecError):
         parse_spec(doc["spec"])
+
+
+def test_the_crds_cel_rules_are_the_codes_rules():
+    """Each CEL rule, and the spec.parse_spec check it mirrors: the cases on either side of it."""
+    rules = cel_rules(SPEC_SCHEMA)
+    assert rules["stableVersion must differ from candidateVersion, or there is nothing to roll out"] == (
+        "spec", "!has(self.stableVersion) || self.stableVersion != self.candidateVersion")
+    assert rules["steps must be strictly increasing"] == (
+        "spec.canary.steps", "self.isSorted() && self.all(x, self.indexOf(x) == self.lastIndexOf(x))")
+    duration_rule = "duration(self) > duration('0s') && duration(self) <= duration('720h')"
+    for field in DURATION_FIELDS:
+        (rule,) = SPEC_FIELDS[field]["x-kubernetes-validations"]
+        assert rule == {"rule": duration_rule, "message": "must be longer than 0s and at most 720h"}, field
+        for text, ok in (("0s", False), ("0.001ms", True), ("720h", True), ("720h1ms", False), ("43200m", True)):
+            try:
+                parse_spec(spec_with(field, text))
+                accepted = True
+            except SpecError:
+                accepted = False
+            assert accepted == ok, (field, text)
+    with pytest.raises(SpecError, match="equals candidateVersion"):
+        parse_spec({"model": "mnist", "candidateVersion": 3, "stableVersion": 3})
+    for steps, ok in (([10, 50, 100], True), ([50, 50, 100], False), ([50, 10], False), ([100], True)):
+        try:
+            parse_spec({"model": "mnist", "candidateVersion": 2, "canary": {"steps": steps}})
+            accepted = True
+        except SpecError:
+            accepted = False
+        assert accepted == ok, steps
 
 
 def test_the_three_named_bad_examples_exist():
@@ -204,7 +253,7 @@ NUMBER_FIELDS = sorted(k for k, v in SPEC_FIELDS.items() if v.get("type") == "nu
 DURATION_FIELDS = sorted(k for k, v in SPEC_FIELDS.items() if v.get("pattern") == DURATION_RE.pattern)
 
 
-def _spec_with(field: str, value: Any) -> dict[str, Any]:
+def spec_with(field: str, value: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {"model": "mnist", "candidateVersion": 2}
     *sections, leaf = field.split(".")
     target = spec
@@ -233,7 +282,7 @@ def test_the_latency_bound_is_the_top_of_the_frontends_histogram():
 
     assert SPEC_FIELDS["analysis.maxLatencyP99Ms"]["maximum"] == MAX_LATENCY_P99_MS == LATENCY_BUCKETS[-2] * 1000
     with pytest.raises(SpecError, match="outside"):
-        parse_spec(_spec_with("analysis.maxLatencyP99Ms", MAX_LATENCY_P99_MS + 1))
+        parse_spec(spec_with("analysis.maxLatencyP99Ms", MAX_LATENCY_P99_MS + 1))
 
 
 @pytest.mark.parametrize("field", NUMBER_FIELDS)
@@ -244,7 +293,7 @@ def test_non_finite_numbers_are_refused_by_the_code_and_infinities_by_the_schema
     NaN cannot reach the API server at all (JSON has no NaN, so kubectl cannot send it); local mode reads YAML,
     which has `.nan`, and the code refuses it by name. Infinities are refused by the schema's maximum/minimum too.
     """
-    spec = _spec_with(field, value)
+    spec = spec_with(field, value)
     with pytest.raises(SpecError, match=field.replace(".", r"\.") + ".*(finite|outside)"):
         parse_spec(spec)
     if value == value:  # not NaN: jsonschema, like the API server, refuses it by the bounds
@@ -252,7 +301,7 @@ def test_non_finite_numbers_are_refused_by_the_code_and_infinities_by_the_schema
 
 
 def test_a_nan_threshold_never_reaches_an_analysis():
-    d = decide(_spec_with("analysis.maxErrorRate", float("nan")), None, Observation(rollout=KEY), START)
+    d = decide(spec_with("analysis.maxErrorRate", float("nan")), None, Observation(rollout=KEY), START)
     assert d.status["phase"] == "Failed" and d.status["reason"] == "InvalidSpec"
     assert "analysis.maxErrorRate" in d.status["message"] and d.routing is None and d.serving is None
 
@@ -280,7 +329,7 @@ ABSURD_DURATIONS = {
 @pytest.mark.parametrize("text", sorted(ABSURD_DURATIONS), ids=lambda t: repr(t[:12]))
 def test_absurd_durations_are_refused_and_the_schema_refuses_what_it_can(text):
     for field in DURATION_FIELDS:
-        spec = _spec_with(field, text)
+        spec = spec_with(field, text)
         with pytest.raises(SpecError, match=field.replace(".", r"\.")) as info:
             parse_spec(spec)
         assert len(str(info.value)) < 300, "a message quoting input must stay short"
@@ -292,20 +341,32 @@ def test_absurd_durations_are_refused_and_the_schema_refuses_what_it_can(text):
 def test_the_longest_allowed_durations_are_accepted():
     for field in DURATION_FIELDS:
         for text in ("720h", "719h59m59s999ms", "0.001ms", "1h30m"):
-            spec = _spec_with(field, text)
+            spec = spec_with(field, text)
             parse_spec(spec)
             validator(SPEC_SCHEMA).validate(spec)
 
 
 @pytest.mark.parametrize("field, value", [
-    ("candidateVersion", 2**63), ("stableVersion", 2**63), ("analysis.minRequests", 10**9 + 1),
+    ("candidateVersion", 2**53), ("stableVersion", 2**63), ("analysis.minRequests", 10**9 + 1),
     ("abtest.minSamples", 10**18), ("analysis.minFeedback", 10**9 + 1), ("candidateVersion", 1e300),
 ])
 def test_counts_and_versions_have_an_upper_bound_in_code_and_schema(field, value):
-    spec = _spec_with(field, value)
+    spec = spec_with(field, value)
     with pytest.raises(SpecError, match="outside"):
         parse_spec(spec)
     assert list(validator(SPEC_SCHEMA).iter_errors(spec))
+
+
+def test_every_bound_is_exact_as_the_api_servers_float64_and_int64():
+    """The API server holds minimum/maximum as float64 and converts an integer field's to int64: 2^63 - 1 became
+    2^63 and the API server refused every ModelRollout ("Maximum boundary value must be of type integer")."""
+    from mnist_operator.spec import MAX_VERSION
+
+    assert SPEC_FIELDS["candidateVersion"]["maximum"] == SPEC_FIELDS["stableVersion"]["maximum"] == MAX_VERSION
+    for name, prop in SPEC_FIELDS.items():
+        for bound in ("minimum", "maximum"):
+            if prop.get("type") == "integer" and bound in prop:
+                assert float(prop[bound]) == prop[bound] and -(2**63) <= float(prop[bound]) < 2**63, name
 
 
 def test_crd_sticky_header_pattern_is_the_codes():
