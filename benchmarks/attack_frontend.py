@@ -10,11 +10,13 @@ workers' memory sampled all along:
 - slow:     connections that send their headers, or their body, a byte at a time;
 - chunked:  a malformed chunk size, a missing CRLF, a chunked body over the limit;
 - feedback: two predictions sent with one X-Request-Id, each given feedback;
-- minor:    gunicorn's own error pages (414, 431), /v1//predict, line-wrapped base64.
+- minor:    gunicorn's own error pages (414, 431), /v1//predict, line-wrapped base64;
+- memory:   everything that takes memory at its limit at once: every thread on a body of the maximum size with a
+            picture as large as the decode budget admits, and stalled uploads filling the receive buffers.
 
 It reports the answers per attack, the 5xx count (503 server_busy, a deliberate refusal, apart from the others),
-the peak resident memory of each worker, and whether /healthz answered throughout (every probe, within
---probe-timeout-s). Exit status 1 when an unexpected 5xx came back or a probe failed. Every attack is bounded in
+the peak resident memory of each worker (and of the master), and whether /healthz answered throughout (every
+probe, within --probe-timeout-s, by default the chart's 3 s). Exit status 1 when an unexpected 5xx came back or a probe failed. Every attack is bounded in
 count and time. Not part of `make test` (tests/benchmarks/test_attack_frontend.py runs it on tiny inputs).
 """
 
@@ -162,6 +164,7 @@ class Watch(threading.Thread):
         self.stopping = threading.Event()
         self.probes: list[tuple[float, int | None, float]] = []  # (when, status or None, seconds)
         self.peak_rss: dict[int, int] = {}
+        self.peak_master_rss = 0
 
     def run(self) -> None:
         session = requests.Session()
@@ -177,6 +180,11 @@ class Watch(threading.Thread):
             self.stopping.wait(self.every_s)
 
     def sample(self) -> None:
+        try:
+            master = psutil.Process(self.server.process.pid).memory_info().rss
+            self.peak_master_rss = max(master, self.peak_master_rss)
+        except psutil.NoSuchProcess:
+            pass
         for worker in self.server.workers():
             try:
                 rss = worker.memory_info().rss
@@ -360,8 +368,45 @@ def attack_minor(server: Server, args: argparse.Namespace) -> dict[str, list[dic
     }
 
 
+def attack_memory(server: Server, args: argparse.Namespace) -> dict[str, list[dict]]:
+    """Everything that takes memory, at its limit at once: every thread of every worker on a body of the maximum
+    size holding an image as large as the decode budget admits, and stalled uploads filling the receive buffers."""
+    side = largest_decodable_side(args.decode_memory, 5)
+    encoded = base64.b64encode(stroke_png(side, side)).decode()
+    # The picture, then whitespace (ignored in base64) up to the body limit: the largest body there can be.
+    padding = max(0, (args.max_body - len(encoded) - 64) // 2)  # "\n" is two bytes in JSON
+    body = json.dumps({"image": encoded + "\n" * padding}).encode()[: args.max_body]
+    if len(body) >= args.max_body:
+        body = json.dumps({"image": encoded}).encode()
+    stalled_body = b" " * args.max_body
+    stalled_head = (b"POST /v1/predict HTTP/1.1\r\nHost: attack\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(stalled_body))
+
+    def stall() -> dict:
+        """Send most of a maximum body, then nothing: held in the receive buffer until the body deadline. A moment
+        after the others: the threads are busy with theirs when the buffers fill up."""
+        time.sleep(0.3)
+        started = time.monotonic()
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=args.body_timeout_s + 10) as sock:
+                sock.sendall(stalled_head + stalled_body[: args.max_body - 1000])
+                answer = sock.recv(65536)
+        except OSError:
+            answer = b""
+        status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else None
+        return outcome(status, answer.partition(b"\r\n\r\n")[2], time.monotonic() - started)
+
+    busy = args.workers * args.threads * 2
+    stalls = args.workers * (args.receive_buffer // args.max_body + 2)
+    calls = [lambda: stall()] * stalls + [lambda: http("POST", f"{server.url}/v1/predict", args.request_timeout_s,
+                                                        data=body, headers={"Content-Type": "application/json"})] * busy
+    results = at_once(calls)
+    return {f"{stalls} uploads stalled near {args.max_body // 2**20} MiB": results[:stalls],
+            f"{busy} bodies of {len(body) // 1024} KB with a {side}x{side} picture, at once": results[stalls:]}
+
+
 ATTACKS = {"images": attack_images, "slow": attack_slow, "chunked": attack_chunked, "feedback": attack_feedback,
-           "minor": attack_minor}
+           "minor": attack_minor, "memory": attack_memory}
 
 
 # --- the report ------------------------------------------------------------------------------------------------------
@@ -409,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-body", type=int, default=4 * 1024 * 1024, help="MNIST_MAX_BODY_BYTES (chart: 4 MiB)")
     parser.add_argument("--decode-memory", type=int, default=48 * 1024 * 1024, help="MNIST_DECODE_MEMORY_BYTES")
     parser.add_argument("--request-pixels", type=int, default=32_000_000, help="MNIST_MAX_REQUEST_PIXELS")
+    parser.add_argument("--receive-buffer", type=int, default=16 * 1024 * 1024, help="MNIST_RECEIVE_BUFFER_BYTES")
     parser.add_argument("--header-timeout-s", type=float, default=10.0, help="MNIST_HEADER_TIMEOUT_S")
     parser.add_argument("--body-timeout-s", type=float, default=30.0, help="MNIST_BODY_TIMEOUT_S")
     parser.add_argument("--bombs", type=int, default=8, help="transparent PNGs sent at once")
@@ -420,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-seconds", type=float, default=40.0, help="each slow sender stops after this")
     parser.add_argument("--request-timeout-s", type=float, default=60.0, help="client timeout of each request")
     parser.add_argument("--probe-every-s", type=float, default=0.2, help="/healthz probe interval")
-    parser.add_argument("--probe-timeout-s", type=float, default=2.0, help="a probe slower than this failed")
+    parser.add_argument("--probe-timeout-s", type=float, default=3.0,
+                        help="a probe slower than this failed (the chart's probes time out after 3 s)")
     parser.add_argument("--json-out", help="also write the results here")
     args = parser.parse_args(argv)
     chosen = [name for name in args.attacks.split(",") if name]
@@ -429,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown attacks: {', '.join(sorted(unknown))}")
     settings = {"MNIST_WORKERS": str(args.workers), "MNIST_THREADS": str(args.threads),
                 "MNIST_MAX_BODY_BYTES": str(args.max_body), "MNIST_DECODE_MEMORY_BYTES": str(args.decode_memory),
-                "MNIST_MAX_REQUEST_PIXELS": str(args.request_pixels),
+                "MNIST_MAX_REQUEST_PIXELS": str(args.request_pixels), "MNIST_RECEIVE_BUFFER_BYTES": str(args.receive_buffer),
                 "MNIST_HEADER_TIMEOUT_S": str(args.header_timeout_s), "MNIST_BODY_TIMEOUT_S": str(args.body_timeout_s)}
     with tempfile.TemporaryDirectory(prefix="attack-frontend-") as workdir:
         server = Server(settings, Path(workdir) / "gunicorn.log")
@@ -450,7 +497,11 @@ def main(argv: list[str] | None = None) -> int:
             log_tail = (Path(workdir) / "gunicorn.log").read_text(errors="replace")[-3000:]
     summary = summarize(results, watch.probes, watch.peak_rss, args.probe_timeout_s)
     print_report(summary, baseline, settings)
-    report = {"settings": settings, "baseline_worker_rss_mib": baseline, **summary, "results": results}
+    master_mib = round(watch.peak_master_rss / 2**20, 1)
+    pod_mib = round(master_mib + sum(summary["peak_worker_rss_mib"].values()), 1)
+    print(f"master: peak RSS {master_mib} MiB; master and workers at their peaks together: {pod_mib} MiB")
+    report = {"settings": settings, "baseline_worker_rss_mib": baseline, "peak_master_rss_mib": master_mib,
+              "pod_peak_sum_mib": pod_mib, **summary, "results": results}
     if "Traceback" in log_tail:
         print("\ngunicorn logged a traceback:\n" + log_tail, file=sys.stderr)
     if args.json_out:

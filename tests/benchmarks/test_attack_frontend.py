@@ -65,4 +65,7 @@ def test_every_attack_on_tiny_inputs_gets_clear_4xx_no_5xx_and_healthz_answers_t
     assert [f["counted"] for f in feedback] == [True, True]
     slow = report["results"]["slow"]["6 connections sending headers or body a byte every 0.2 s"]
     assert max(s["closed_by_server_after_s"] for s in slow) < 4.0  # cut at the 1 s deadline, not after 5 s
+    for row in report["rows"]:
+        if row["attack"] == "memory":  # served, refused as busy, or cut at the deadline: nothing else
+            assert set(row["answers"]) <= {"200", "503 server_busy", "408 request_timeout", "no answer"}, row
     assert "| attack | what | answers | JSON | longest s |" in done.stdout

@@ -6,7 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from frontend.errors import BatchTooLarge, InvalidImage, InvalidInput, InvalidJSON, UnsupportedMediaType
+from frontend.errors import (
+    BatchTooLarge,
+    InvalidImage,
+    InvalidInput,
+    InvalidJSON,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from frontend.parse import Limits, decode_base64_image, parse_predict
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -143,3 +150,13 @@ def test_any_json_object_parses_or_raises_a_client_error(payload):
         parse_predict("application/json", json.dumps(payload).encode(), None, LIMITS)
     except FrontendError as error:
         assert isinstance(error, InvalidInput | UnsupportedMediaType | PayloadTooLarge)
+
+
+def test_json_with_more_values_than_a_full_batch_is_refused_before_parsing(monkeypatch):
+    # 4 MiB of `0,0,0,...` parsed into two million list items (about 60 MiB) before its shape was refused.
+    import frontend.parse as parse
+
+    monkeypatch.setattr(parse.orjson, "loads", lambda body: pytest.fail("parsed"))
+    body = b'{"instances": [' + b"0," * 2_000_000 + b"0]}"
+    with pytest.raises(PayloadTooLarge, match="more than 4160 values"):  # LIMITS: 4 images of 28x28, + 1024
+        parse_predict("application/json", body, None, LIMITS)

@@ -14,6 +14,7 @@ from frontend.pipeline import Outcome
 from frontend.state import get_state
 
 bp = Blueprint("api", __name__)
+FEEDBACK_JSON_VALUES = 16  # a feedback object has four members
 
 
 @bp.before_request
@@ -52,7 +53,7 @@ def feedback() -> Response:
     state = get_state()
     if media_type(request.content_type) != "application/json":
         raise UnsupportedMediaType("feedback must be application/json")
-    payload = parse_json_body(request.get_data(cache=False))
+    payload = parse_json_body(request.get_data(cache=False), max_values=FEEDBACK_JSON_VALUES)
     if not isinstance(payload, dict):
         raise InvalidInput("feedback must be a JSON object {request_id, label[, feedback_token, index]}")
     request_id, label = payload.get("request_id"), payload.get("label")

@@ -31,11 +31,14 @@ def read_body(read: Callable[[int], bytes], declared: int | None, limit: int) ->
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes is larger than the {limit} allowed")
     wanted = limit + 1 if declared is None else declared
+    # A sized body is asked for whole: gunicorn then hands over its buffer in one copy (in small steps it copied
+    # what was left of it at every step). A chunked one is read in steps, so as not to ask past limit + 1.
+    step = wanted if declared is not None else CHUNK
     parts: list[bytes] = []
     got = 0
     while got < wanted:
         try:
-            chunk = read(min(CHUNK, wanted - got))
+            chunk = read(min(step, wanted - got))
         except Exception as exc:  # noqa: BLE001 - whatever the server raises here is about the client's bytes
             # gunicorn raises InvalidChunkSize / ChunkMissingTerminator / NoMoreData, werkzeug ClientDisconnected,
             # a socket OSError or a timeout: all mean the body cannot be had, none is a bug of ours.

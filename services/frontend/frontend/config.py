@@ -109,7 +109,7 @@ ENV_SETTINGS: tuple[Setting, ...] = (
             "past it the client gets 408 and the connection is closed."),
     Setting("MNIST_BODY_TIMEOUT_S", "BODY_TIMEOUT_S", 30.0, _positive_float,
             "Deadline for a request's body, from the end of its headers; past it the client gets 408."),
-    Setting("MNIST_RECEIVE_BUFFER_BYTES", "RECEIVE_BUFFER_BYTES", 32 * 1024 * 1024, _positive_int,
+    Setting("MNIST_RECEIVE_BUFFER_BYTES", "RECEIVE_BUFFER_BYTES", 16 * 1024 * 1024, _positive_int,
             "Memory per worker for requests still being received, beyond the first 16 KiB of each connection; a "
             "request that does not fit gets 503 server_busy."),
     Setting("MNIST_BACKEND_TIMEOUT_S", "BACKEND_TIMEOUT_S", 5.0, _positive_float,
