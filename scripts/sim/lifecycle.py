@@ -535,14 +535,14 @@ def print_next_steps(sim: Sim) -> None:
         ("kubectl get pods,pvc,mv,mr", f"namespace {cfg.namespace} is the context's default"),
         ("kubectl apply -f k8s/examples/canary.yaml", "roll v2 out as a canary: 10, 25, 50, 100% of traffic"),
         (f"make sim-traffic{make_args}", "in a second terminal: real MNIST digits + true labels, 10/s for 5 min"),
-        ("kubectl get mr -w", "watch it step and promote (about 3 minutes)"),
+        ("kubectl get mr -w", "watch it step and promote (about 2 minutes with that traffic)"),
         ("", ""),
         (f"export MNIST_API_KEY=$(kubectl get secret {secret} -o jsonpath='{{.data.api-key}}' | base64 -d)", ""),
         (f".venv/bin/mnist-client predict --index 0 --url {cfg.base_url}", f"or draw one: {cfg.base_url}/"),
         ("", ""),
-        (f"make sim-down{make_args}", f"stop it all (the models stay in {rel(cfg.model_store)})"),
+        (f"make sim-down{make_args}", f"stop it all (the models stay in {rel(cfg.model_store)}/)"),
     ]
-    width = max(len(c) for c, note in steps if note)
+    width = max(len(c) for c, note in steps if note and len(c) <= 48)  # a longer command's note just follows it
     say(f"\nNext, from the repository root (kubectl and helm: the pinned ones in {rel(TOOLS_BIN)}):\n")
     for command, note in steps:
         say(f"  {command:{width}s}   # {note}" if note else f"  {command}".rstrip())
@@ -582,5 +582,5 @@ def down(cfg: SimConfig) -> int:
         say(f"==> control plane {cfg.name}: not running")
     if cfg.state_dir.exists():
         shutil.rmtree(cfg.state_dir)
-        say(f"==> {rel(cfg.state_dir)} removed (models stay in {rel(cfg.model_store)})")
+        say(f"==> {rel(cfg.state_dir)} removed (the models stay in {rel(cfg.model_store)}/)")
     return 0
