@@ -167,7 +167,7 @@ class BufferedThreadWorker(ThreadWorker):
         if conn.parser is None:
             conn.parser = gunicorn_http.get_parser(self.cfg, conn.sock, conn.client)
         conn.parser.unreader.sock = DeadlineSocket(conn.sock, state.deadline)
-        conn.parser.unreader.unread(bytes(state.framer.buffer))
+        conn.parser.unreader.unread(state.framer.buffer)  # copied once, into the parser's own buffer
         conn.body_complete = state.framer.body_complete
         conn.sent_continue = state.sent_continue
         conn.data_ready = True
