@@ -11,12 +11,17 @@ class PortInUseError(RuntimeError):
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True when nothing listens on host:port and we could bind it now."""
+    """True when nothing listens on host:port and a server could bind it now.
+
+    The bind test uses SO_REUSEADDR, as gunicorn and gRPC bind: connections of a server stopped a moment ago,
+    still in TIME_WAIT, do not make the port busy for them (a plain bind would say it is).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)
         if probe.connect_ex((host, port)) == 0:
             return False
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

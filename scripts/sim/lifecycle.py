@@ -33,7 +33,7 @@ import requests
 import yaml
 
 from scripts.demo import models as demo_models
-from scripts.demo.ports import free_port
+from scripts.demo.ports import free_port, port_is_free
 
 from .control_plane import TOOLS_BIN, ControlPlane, ControlPlaneError, missing_binaries
 from .kubelet_sync import volume_dir
@@ -382,25 +382,6 @@ def http_ok(url: str) -> bool:
         return requests.get(url, timeout=2).status_code == 200
     except requests.RequestException:
         return False
-
-
-def port_is_free(port: int) -> bool:
-    """Nothing listens on 127.0.0.1:port and a server could bind it now.
-
-    With SO_REUSEADDR, as gunicorn and gRPC bind: connections of a stopped server still in TIME_WAIT (a sim-down
-    a moment ago) do not make the port busy for them.
-    """
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        if probe.connect_ex(("127.0.0.1", port)) == 0:
-            return False
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def allocate_ports(sim: Sim, state: dict[str, Any]) -> dict[str, int]:
