@@ -13,7 +13,7 @@ from frontend.errors import ConfigError
 STRATEGIES = ("single", "canary", "abtest", "shadow")
 LABELS = ("stable", "canary", "candidate", "shadow")
 DEFAULT_ROUTE = "default"
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")  # an HTTP token; fullmatch (`$` passes "x\n")
 _BUCKETS = 10_000  # sticky users are spread over basis points of the weight range
 
 
@@ -95,7 +95,7 @@ def parse_routing(data: Any, expected_model: str) -> RoutingConfig:
     if strategy == "single" and len(routes) != 1:
         raise ConfigError("strategy 'single' takes exactly one route")
     sticky = data.get("sticky_header")
-    if sticky is not None and (not isinstance(sticky, str) or not _HEADER_NAME.match(sticky)):
+    if sticky is not None and (not isinstance(sticky, str) or not _HEADER_NAME.fullmatch(sticky)):
         raise ConfigError(f"sticky_header must be null or an HTTP header name, got {sticky!r}")
     shadow = None
     raw_shadow = data.get("shadow")
