@@ -22,7 +22,10 @@ IMAGE_BUILD_FLAGS ?=
 IMAGES ?= trainer $(if $(EMBEDDED),frontend-embedded,frontend) operator
 ALL_IMAGES := trainer frontend frontend-embedded operator
 IMAGE_LOGS := build/images
-GIT_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+# Read once per make run (a commit made meanwhile cannot give two images, or image and test, different ones).
+ifeq ($(origin GIT_COMMIT),undefined)
+GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
+endif
 image_ref = $(IMAGE_REGISTRY)/$(IMAGE_PREFIX)/$(1):$(IMAGE_TAG)
 
 IMAGE_DOCKERFILE_trainer := services/trainer/Dockerfile
@@ -81,9 +84,13 @@ container-engine: ## podman, runc and debootstrap from Debian where missing (ide
 base-image: container-engine ## the Debian bookworm + Python 3.11 base image, made here (debootstrap; cached until its recipe changes)
 	@scripts/images/base-image.sh
 
-# What tests/images runs: all four images FROM the local base, tagged :test (the tests build them again, cached).
+# What tests/images runs: all four images FROM the local base, tagged :test. Under make test and make test-images
+# the tests are told the commit they were built from (MNIST_IMAGES_COMMIT) and use them as they are; run on its
+# own, pytest tests/images builds them itself (cached layers: seconds to a minute).
 test-images-build: $(MNIST_DATA)
-	@$(MAKE) --no-print-directory images LOCAL_BASE=1 IMAGE_TAG=test IMAGES="$(ALL_IMAGES)" GPU=
+	@$(MAKE) --no-print-directory images LOCAL_BASE=1 IMAGE_TAG=test IMAGES="$(ALL_IMAGES)" GPU= GIT_COMMIT=$(GIT_COMMIT)
+
+test test-images: export MNIST_IMAGES_COMMIT := $(GIT_COMMIT)
 
 test-images: $(STAMP) $(MNIST_DATA) $(TOOLS_HELM) $(TOOLS_K8S) test-images-build ## build the images and run tests/images alone
 	@$(PY) -m pytest tests/images $(PYTEST_ARGS)

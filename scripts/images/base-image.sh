@@ -42,4 +42,8 @@ tar --numeric-owner -C "$root" -c . | $ENGINE import \
   --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - "$ref" > "$root.log" 2>&1 || {
   cat "$root.log" >&2; echo "error: $ENGINE import failed" >&2; exit 1; }
 rm -f "$root.log"
+# Older recipes' images go: nothing builds FROM them any more.
+for old in $($ENGINE images --format '{{.Repository}}:{{.Tag}}' "$REPO" | grep -vx "$ref"); do
+  $ENGINE rmi "$old" >/dev/null 2>&1 || true
+done
 echo "==> base image $ref built in $(( $(date +%s) - started )) s"
