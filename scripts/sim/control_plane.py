@@ -15,12 +15,15 @@ cluster's state under `workdir`; `delete()` removes it.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,10 @@ KWOK_CONFIG = K8S_TOOLS / "kwok.yaml"
 NODES = K8S_TOOLS / "nodes.yaml"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kwokctl", "kubectl")
 CPU_NODE, GPU_NODE = "sim-cpu", "sim-gpu"
+# kwokctl picks each component's port by scanning for one that is free at that moment and binds it only later,
+# so two clusters created at once (a test session beside `make sim-up`) can pick the same ports. Creation
+# is serialized machine-wide: the next scan starts once the previous cluster's components listen.
+CREATE_LOCK = Path(tempfile.gettempdir()) / "mnist-platform-kwokctl-create.lock"
 
 
 class ControlPlaneError(RuntimeError):
@@ -53,6 +60,26 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
+
+
+@contextlib.contextmanager
+def _create_lock(timeout: float) -> Iterator[None]:
+    """Hold CREATE_LOCK (flock: released by the kernel if the holder dies) while one cluster starts."""
+    with CREATE_LOCK.open("a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ControlPlaneError(f"another control plane was still starting after {timeout:.0f} s "
+                                            f"(lock {CREATE_LOCK})") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class ControlPlane:
@@ -97,6 +124,10 @@ class ControlPlane:
         missing = missing_binaries(self.bin_dir)
         if missing:
             raise ControlPlaneError(f"missing in {self.bin_dir}: {', '.join(missing)}: run `make tools`")
+        with _create_lock(timeout):
+            return self._create(timeout)
+
+    def _create(self, timeout: float) -> float:
         started = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         b = self.bin_dir
