@@ -10,6 +10,9 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := .tools
+# Defined here, before mk/*.mk are read: a fragment's prerequisites are expanded as make reads it.
+TOOLS_HELM := $(TOOLS)/bin/helm
+TOOLS_K8S := $(TOOLS)/bin/.k8s-pins
 MNIST_DATA ?= data/mnist.npz
 export MNIST_DATA
 # TensorFlow's C++ start-up chatter hides the messages a person needs.

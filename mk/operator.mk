@@ -4,5 +4,5 @@
 operator-test: $(STAMP) $(MNIST_DATA) ## operator tests only (pure core, CRDs, local mode against a real frontend)
 	@$(PY) -m pytest tests/operator -q
 
-operator-bench: $(STAMP) $(TOOLS)/bin/.k8s-pins ## operator reaction time and memory on a real control plane (docs/BENCHMARKS.md)
+operator-bench: $(STAMP) $(TOOLS_K8S) ## operator reaction time and memory on a real control plane (docs/BENCHMARKS.md)
 	@$(PY) benchmarks/operator_bench.py
