@@ -46,6 +46,8 @@ log = logging.getLogger("mnist_operator")
 ANNOTATION_PREFIX = GROUP
 TERMINAL_RECHECK_S = 60.0
 DISCOVERY_PERIOD_S = 30.0
+API_MESSAGE_LIMIT = 400  # characters of the API server's message quoted in logs, Events and the status
+API_RETRY_MAX_S = 30.0  # longest wait between two ticks of a rollout whose API calls are refused
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -173,6 +175,59 @@ class Discovery:
             self._stop.wait(self.period_s)
 
 
+# ----------------------------------------------------------------------------------------------- refused API calls
+
+
+def api_error_text(exc: ApiException, limit: int = API_MESSAGE_LIMIT) -> str:
+    """What the API server said about a refused call, on one line of at most `limit` characters: the `message` of
+    its Status body (for a 403 it names the verb, the resource, the object and the user), else the body, else the
+    HTTP reason."""
+    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
+    text = ""
+    if isinstance(body, str) and body.strip():
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        text = doc["message"] if isinstance(doc, dict) and isinstance(doc.get("message"), str) else body
+    text = " ".join((text or str(exc.reason or "")).split()) or "no message"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def api_error_reason(exc: ApiException) -> str:
+    """The reason of the Warning Event and the Degraded condition a refused call sets."""
+    return "APIForbidden" if exc.status == 403 else "APIError"
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds before the next tick after `failures` refused ticks in a row: 2, 4, 8, 16, then every 30."""
+    return min(API_RETRY_MAX_S, 2.0 ** max(1, failures))
+
+
+def refused_conditions(conditions: Any, reason: str, message: str, now: float) -> list[dict[str, Any]]:
+    """The rollout's conditions with `Degraded` True for a refused API call; the other conditions are kept, and the
+    next decision sets all three again (decide() knows nothing of API calls)."""
+    old = [c for c in conditions if isinstance(c, dict)] if isinstance(conditions, list) else []
+    prev = next((c for c in old if c.get("type") == "Degraded"), {})
+    since = prev.get("lastTransitionTime") if prev.get("status") == "True" else None
+    degraded = {"type": "Degraded", "status": "True", "reason": reason, "message": message[:1000],
+                "lastTransitionTime": since or core.ts(now)}
+    return [degraded if c is prev else c for c in old] if prev else [*old, degraded]
+
+
+def _record_refusal(lock: threading.Lock, namespace: str, name: str, conditions: Any, reason: str, message: str,
+                    logger: logging.Logger) -> None:
+    """Put a refused call into the rollout's status (the Degraded condition), when the operator may patch it."""
+    patch = {"status": {"conditions": refused_conditions(conditions, reason, message, time.time())}}
+    try:
+        with lock:
+            clients().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, ROLLOUT_PLURAL, name,
+                                                                   patch)
+    except ApiException as exc:
+        logger.warning(f"cannot record the refused call in the rollout's status either: HTTP {exc.status}: "
+                       f"{api_error_text(exc)}")
+
+
 # ------------------------------------------------------------------------------------------------- facts (I/O only)
 
 
@@ -276,8 +331,8 @@ def register_version(c: Clients, namespace: str, model: str, version: int, store
         c.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, MODELVERSION_PLURAL, body)
     except ApiException as exc:
         if exc.status != 409:
-            log.warning("cannot register ModelVersion %s/%s: HTTP %s %s (RBAC: create modelversions)", namespace,
-                        body["metadata"]["name"], exc.status, exc.reason)
+            log.warning("cannot register ModelVersion %s/%s: HTTP %s: %s", namespace, body["metadata"]["name"],
+                        exc.status, api_error_text(exc))
         return False
     log.info("registered ModelVersion %s/%s", namespace, body["metadata"]["name"])
     return True
@@ -294,7 +349,8 @@ def metrics_snapshot(c: Clients, namespace: str, model: str) -> Snapshot:
             urls = metrics_source.ready_pod_urls(c.core, namespace, cfg.frontend_selector, cfg.metrics_port,
                                                  cfg.metrics_path)
         except ApiException as exc:
-            return Snapshot(taken_at=time.time(), errors=[f"listing frontend pods: HTTP {exc.status}"])
+            return Snapshot(taken_at=time.time(),
+                            errors=[f"listing frontend pods: HTTP {exc.status}: {api_error_text(exc, 200)}"])
         if not urls:
             return Snapshot(taken_at=time.time(), errors=[f"no ready pod matches {cfg.frontend_selector!r}"])
     return metrics_source.scrape_urls(urls, model, cfg.http_timeout_s, c.http)
@@ -393,7 +449,7 @@ def _update_versions(c: Clients, namespace: str, old: dict[str, Any], new: dict[
                 {"status": {"phase": phase, "rollout": key, "lastTransitionTime": core.ts(time.time())}})
         except ApiException as exc:
             if exc.status != 404:
-                log.warning("ModelVersion %s-v%s status: HTTP %s", model, version, exc.status)
+                log.warning("ModelVersion %s-v%s status: HTTP %s: %s", model, version, exc.status, api_error_text(exc))
 
 
 def next_delay(status: dict[str, Any], spec: dict[str, Any], max_tick_s: float) -> float:
@@ -442,12 +498,17 @@ def _wake_event(memo: Any) -> asyncio.Event:
 
 
 @kopf.daemon(GROUP, VERSION, ROLLOUT_PLURAL, cancellation_timeout=10.0)
-async def drive_rollout(name: str, namespace: str, memo: Any, logger: logging.Logger, stopped: Any,
+async def drive_rollout(name: str, namespace: str, body: kopf.Body, memo: Any, logger: logging.Logger, stopped: Any,
                         **_: Any) -> None:
-    """One loop per ModelRollout: tick, then sleep until the next check is due or the spec changes."""
+    """One loop per ModelRollout: tick, then sleep until the next check is due or the spec changes.
+
+    A tick the API server refuses is retried with backoff (a fixed Role heals it without a restart), and the
+    refusal is shown on the rollout once per distinct message: a Warning Event and the Degraded condition, both
+    quoting the server's words (the verb and resource refused), as far as the operator may post and patch them."""
     wake = _wake_event(memo)
     lock = _tick_lock(memo)
     c = clients()
+    failures, refused = 0, ""  # refused ticks in a row; the API server's message last shown on the rollout
     while not stopped:
         wake.clear()
         delay = 1.0
@@ -456,13 +517,28 @@ async def drive_rollout(name: str, namespace: str, memo: Any, logger: logging.Lo
             if result is None:
                 return
             obj, decision = result
+            if refused:
+                logger.info(f"API calls go through again after {failures} refused tick(s)")
+                kopf.info(obj, reason="APIRecovered", message=f"API calls go through again after {failures} "
+                                                              f"refused tick(s); refused before: {refused}")
+            failures, refused = 0, ""
             _post(obj, decision.events, logger)
             delay = next_delay(decision.status, obj.get("spec") or {}, c.cfg.max_tick_s)
             if decision.status.get("stage") != (obj.get("status") or {}).get("stage"):
                 delay = 0.0  # a new stage often has its next fact ready already (e.g. the candidate is AVAILABLE)
         except ApiException as exc:
-            logger.warning(f"Kubernetes API error during a tick (retrying): HTTP {exc.status} {exc.reason}")
-            delay = 2.0
+            failures += 1
+            delay = retry_delay(failures)
+            text = api_error_text(exc)
+            logger.warning(f"Kubernetes API error during a tick (retry {failures} in {delay:.0f}s): "
+                           f"HTTP {exc.status} {exc.reason}: {text}")
+            if text != refused:
+                refused = text
+                reason = api_error_reason(exc)
+                message = f"HTTP {exc.status}, retrying with backoff: {text}"
+                kopf.warn(body, reason=reason, message=message)  # kopf logs it if Events may not be posted
+                await asyncio.to_thread(_record_refusal, lock, namespace, name,
+                                        (body.get("status") or {}).get("conditions"), reason, message, logger)
         except Exception as exc:  # noqa: BLE001 - a daemon that dies stops the rollout; report and retry
             logger.exception(f"tick failed, retrying: {exc}")
             delay = 5.0
@@ -494,6 +570,8 @@ def rollout_deleted(name: str, namespace: str, status: dict[str, Any], body: Any
         raise kopf.TemporaryError("a tick of this rollout is still running", delay=1)
     try:
         _restore_on_delete(c, namespace, name, key, status, body, logger)
+    except ApiException as exc:  # kopf retries; its Event then quotes the server, not a traceback's first line
+        raise kopf.TemporaryError(f"HTTP {exc.status}: {api_error_text(exc)}", delay=10) from exc
     finally:
         lock.release()
 
@@ -559,7 +637,7 @@ def maybe_auto_rollout(namespace: str, spec: dict[str, Any], body: Any, logger: 
     except ApiException as exc:
         if exc.status == 409:
             return  # already started (by an earlier event, or by hand)
-        msg = f"cannot create {manifest['metadata']['name']}: HTTP {exc.status} {exc.reason} (RBAC: create modelrollouts)"
+        msg = f"cannot create {manifest['metadata']['name']}: HTTP {exc.status}: {api_error_text(exc)}"
         logger.warning(msg)
         kopf.warn(body, reason="AutoRolloutFailed", message=msg)
         return
