@@ -119,7 +119,7 @@ class ControlPlane:
     def exists(self) -> bool:
         return (self.workdir / "kwok" / "clusters" / self.name).is_dir()
 
-    def create(self, timeout: float = 120) -> float:
+    def create(self, timeout: float = 240) -> float:
         """Start the control plane and the nodes; returns the seconds it took until both nodes were Ready."""
         missing = missing_binaries(self.bin_dir)
         if missing:
