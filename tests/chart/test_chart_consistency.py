@@ -324,30 +324,6 @@ def test_trainer_image_bakes_the_mnist_file_the_chart_points_at(rendered: dict[s
         or posixpath.dirname(data) in destinations, f"chart reads {data}, the image copies to {destinations}"
 
 
-def test_operator_rbac_grants_what_docs_operator_md_says_it_needs(rendered: dict[str, Rendered]) -> None:
-    """The operator engineer's RBAC table (docs/OPERATOR.md) is the operator's stated need; the chart grants it."""
-    import re
-
-    from chartlib import REPO_ROOT
-
-    text = (REPO_ROOT / "docs" / "OPERATOR.md").read_text()
-    section = text[text.index("## RBAC the operator needs"):]
-    rows = re.findall(r"^\| `([^`]*)` \| `([^`]+)` \| ([a-z, ]+) \|", section, re.MULTILINE)
-    assert len(rows) >= 8, "could not read the RBAC table in docs/OPERATOR.md"
-    r = rendered["default"]
-    rules = (r.get("Role", f"{RELEASE}-mnist-platform-operator")["rules"]
-             + r.get("ClusterRole", f"ml-{RELEASE}-mnist-platform-operator")["rules"])
-    granted = {(group, resource, verb) for rule in rules for group in rule["apiGroups"]
-               for resource in rule["resources"] for verb in rule["verbs"]}
-    # Withheld on purpose: creating ConfigMaps cannot be limited by name, and the chart creates both of the
-    # operator's ConfigMaps itself, so the operator only ever gets and patches them (by resourceNames).
-    withheld = {("", "configmaps", "create")}
-    missing = [(group.strip('"'), resource, verb) for group, resource, verbs in rows
-               for verb in verbs.replace(" ", "").split(",")
-               if (group.strip('"'), resource, verb) not in granted | withheld]
-    assert not missing, f"the chart does not grant: {missing}"
-
-
 def test_operator_writes_the_base_path_tf_serving_mounts(rendered: dict[str, Rendered]) -> None:
     r = rendered["default"]
     template = env_of(container_of(only(r, "operator")))["MNIST_OPERATOR_SERVING_BASE_PATH_TEMPLATE"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -123,9 +124,11 @@ def delete_rollout(cluster: Cluster, name: str, timeout: float = 60) -> None:
 
 
 def describe_events(cluster: Cluster, name: str) -> list[tuple[str, str, str]]:
-    """(type, reason, message) of each row of the Events table `kubectl describe mr <name>` prints."""
+    """(type, reason, message) of each row of the Events table `kubectl describe mr <name>` prints (none: [])."""
     described = cluster.check(cluster.kubectl("describe", "mr", name))
     assert "\nEvents:" in described, described
+    if re.search(r"\nEvents:\s*<none>", described):
+        return []
     rows = described.split("\nEvents:", 1)[1].splitlines()
     header = next(i for i, line in enumerate(rows) if line.split()[:3] == ["Type", "Reason", "Age"])
     events = []

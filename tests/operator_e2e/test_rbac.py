@@ -91,13 +91,6 @@ def test_operator_token_may_do_exactly_what_the_charts_rules_grant(chart: Chart)
 REFUSED = re.compile(r'cannot patch resource "configmaps"')
 
 
-def shown_events(cluster: Cluster, name: str) -> list[tuple[str, str, str]]:
-    """The Events table of `kubectl describe mr`; empty while it says `Events: <none>` (no table to read)."""
-    if re.search(r"\nEvents:\s*<none>", cluster.check(cluster.kubectl("describe", "mr", name))):
-        return []
-    return describe_events(cluster, name)
-
-
 def condition(status: dict, kind: str) -> dict:
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
 
@@ -125,7 +118,7 @@ def test_a_refused_configmap_write_is_shown_by_kubectl_describe_holds_the_rollou
         # Where a user looks: `kubectl describe mr` shows a Warning Event quoting the API server, naming the verb,
         # the resource and the object refused (the model config: written first, load before label).
         def refusals() -> list[tuple[str, str, str]]:
-            return [row for row in shown_events(cluster, "refused") if row[1] == "APIForbidden"]
+            return [row for row in describe_events(cluster, "refused") if row[1] == "APIForbidden"]
         (kind, _, message), = wait_for(refusals, 60, "an APIForbidden Event in kubectl describe mr")
         assert kind == "Warning" and REFUSED.search(message), message
         assert f'configmaps "{chart.env["MNIST_OPERATOR_SERVING_CONFIGMAP"]}" is forbidden' in message, message
@@ -160,7 +153,7 @@ def test_a_refused_configmap_write_is_shown_by_kubectl_describe_holds_the_rollou
                                              {"version": 2, "label": "canary", "weight": 20}]
         status = (cluster.get(API_VERSION, "ModelRollout", "refused") or {}).get("status") or {}
         assert condition(status, "Degraded").get("reason") != "APIForbidden", status
-        wait_for(lambda: any(row[:2] == ("Normal", "APIRecovered") for row in shown_events(cluster, "refused")),
+        wait_for(lambda: any(row[:2] == ("Normal", "APIRecovered") for row in describe_events(cluster, "refused")),
                  30, "an APIRecovered Event")
     finally:
         operator.stop()
