@@ -26,7 +26,7 @@ class Route:
 
 @dataclass(frozen=True)
 class RoutingState:
-    """The routing config of DESIGN.md, without the generation (that is stamped when written)."""
+    """The routing config that frontend.routing.parse_routing reads, without the generation (that is stamped when written)."""
 
     model: str
     strategy: str  # canary | abtest | shadow | single

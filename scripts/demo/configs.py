@@ -29,7 +29,7 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def single_routing(model: str, version: int, generation: int = 1) -> dict[str, Any]:
-    """Routing config (DESIGN.md contract) sending all traffic to one version."""
+    """Routing config (as frontend.routing.parse_routing reads it) sending all traffic to one version."""
     return {
         "model": model,
         "strategy": "single",

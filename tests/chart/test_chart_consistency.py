@@ -179,7 +179,7 @@ def test_operator_env_names_values_and_selector(rendered: dict[str, Rendered], v
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_everyone_agrees_on_the_model_store_path(rendered: dict[str, Rendered], value_set: str) -> None:
     r = rendered[value_set]
-    base = "/models/mnist"  # common.md: the cluster's model base path
+    base = "/models/mnist"  # the model base path in the cluster (the chart's serving mount)
     reader = only(r, "frontend" if value_set in EMBEDDED_SETS else "serving")  # who loads the versions
     (models_mount,) = [m for m in container_of(reader)["volumeMounts"] if m["name"] == "models"]
     assert posixpath.join(models_mount["mountPath"], "mnist") == base

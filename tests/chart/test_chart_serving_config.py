@@ -79,7 +79,7 @@ def test_monitoring_and_batching_configs_parse(rendered: dict[str, Rendered]) ->
     data = rendered["default"].get("ConfigMap", f"{RELEASE}-mnist-platform-serving-config")["data"]
     monitoring = text_format.Parse(data["monitoring.config"], monitoring_cls())
     assert monitoring.prometheus_config.enable is True
-    assert monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"  # common.md's contract
+    assert monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"  # where the operator and the chart read TF Serving's metrics
     batching = text_format.Parse(data["batching.config"], batching_cls())
     assert batching.max_batch_size.value == 64 and batching.num_batch_threads.value == 2
 

@@ -13,7 +13,7 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 
 
 def exposition() -> str:
-    """Metrics text as the frontend's prometheus_client would render it (names and labels of common.md)."""
+    """Metrics text as the frontend's prometheus_client would render it (names and labels of docs/FRONTEND.md's metrics table)."""
     registry = CollectorRegistry()
     predictions = Counter(
         "mnist_frontend_predictions_total", "p", ["model", "version", "route", "outcome"], registry=registry
