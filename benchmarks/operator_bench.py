@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import queue
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import requests  # noqa: E402
 from mnist_operator import analysis as an  # noqa: E402
 from mnist_operator.decide import CandidateInfo, Observation, decide  # noqa: E402
 
+from scripts.demo.ports import free_port  # noqa: E402
 from scripts.sim.control_plane import ControlPlane  # noqa: E402
 
 GROUP, VERSION, PLURAL = "ml.mnist-platform.dev", "v1alpha1", "modelrollouts"
@@ -65,12 +65,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ protocol (the stand-in on the host), the embedded one from the model store itsel
 from __future__ import annotations
 
 import io
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,17 +12,12 @@ import pytest
 import requests
 from PIL import Image
 
+from scripts.demo.ports import free_port
 from tests.support.tfserving_standin import StandIn
 
 from .containers import Container, Mount, readable_copy, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 import requests
 import yaml
 
+from scripts.demo.ports import free_port
 from tests.operator_e2e.harness import (
     FAST_ANALYSIS,
     ConfigMapSync,
@@ -41,12 +41,6 @@ VALUES = CHART / "ci" / "arm64-embedded-values.yaml"
 RELEASE = "mnist"
 API = "ml.mnist-platform.dev/v1alpha1"
 RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def render_chart(cluster: Cluster) -> list[dict[str, Any]]:

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +36,7 @@ from google.protobuf import text_format
 from mnist_operator.config import ENV_SETTINGS
 from tensorflow_serving.config import model_server_config_pb2
 
+from scripts.demo.ports import free_port
 from tests.support.cluster import Cluster, wait_for
 
 __all__ = ["wait_for"]  # re-exported for the tests: one polling helper everywhere
@@ -54,12 +54,6 @@ SERVING_CM = ENV_SETTINGS["MNIST_OPERATOR_SERVING_CONFIGMAP"].default.format(mod
 SERVING_KEY = ENV_SETTINGS["MNIST_OPERATOR_SERVING_CONFIGMAP_KEY"].default
 FRONTEND_LABELS = dict(kv.split("=", 1) for kv in ENV_SETTINGS["MNIST_OPERATOR_FRONTEND_SELECTOR"].default.split(","))
 FINAL_PHASES = {"Promoted", "RolledBack", "Failed"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
