@@ -15,7 +15,6 @@ import base64
 import copy
 import hashlib
 import json
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ import yaml
 
 from scripts.sim.control_plane import ControlPlane
 from tests.support.cluster import Cluster, wait_for
+from tests.support.cluster.fixtures import scratch_namespace
 
 Obj = dict[str, Any]
 
@@ -214,18 +214,10 @@ def chart_crds(cluster: Cluster) -> dict[str, tuple[str, bool]]:
 
 @contextmanager
 def own_namespace(control_plane: ControlPlane, workdir: Path) -> Iterator[Cluster]:
-    """What the `cluster` fixture gives a test, for work that runs beside others in threads: a namespace of
-    its own (deleted after, without waiting) and a kubernetes client of its own."""
-    namespace = f"t-{uuid.uuid4().hex[:10]}"
-    control_plane.kubectl("create", "namespace", namespace)
-    control_plane.kubectl("label", "namespace", namespace, "mnist-platform.dev/test=true")
-    try:
-        with kubernetes.config.new_client_from_config(str(control_plane.kubeconfig)) as api:
-            cluster = Cluster(control_plane, namespace, workdir, api)
-            wait_for(lambda: cluster.get("v1", "ServiceAccount", "default"), 30, f"ServiceAccount default in {namespace}")
-            yield cluster
-    finally:
-        control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    """What the `cluster` fixture gives a test, with a kubernetes client of its own (for work in threads)."""
+    with kubernetes.config.new_client_from_config(str(control_plane.kubeconfig)) as api, \
+            scratch_namespace(control_plane, api, workdir) as cluster:
+        yield cluster
 
 
 def install_httproute_crd(cluster: Cluster) -> None:

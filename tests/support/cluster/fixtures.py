@@ -61,18 +61,28 @@ def admin_api(control_plane: ControlPlane) -> Iterator[kubernetes.client.ApiClie
         yield api
 
 
-@pytest.fixture
-def cluster(control_plane: ControlPlane, admin_api: kubernetes.client.ApiClient, tmp_path: Path) -> Iterator[Cluster]:
-    """A namespace of this test's own (`.namespace`), deleted afterwards (without waiting for it to go)."""
+@contextlib.contextmanager
+def scratch_namespace(control_plane: ControlPlane, api: kubernetes.client.ApiClient, workdir: Path) -> Iterator[Cluster]:
+    """A namespace of one test's own, as a Cluster on `api`, deleted afterwards (without waiting for it to go).
+
+    Work that runs beside other work in threads passes a kubernetes client of its own.
+    """
     namespace = f"t-{uuid.uuid4().hex[:10]}"
-    core = kubernetes.client.CoreV1Api(admin_api)
+    core = kubernetes.client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": namespace, "labels": {"mnist-platform.dev/test": "true"}}})
-    # The ServiceAccount controller makes `default` in each new namespace; pods need it to be admitted.
-    wait_for(lambda: any(sa.metadata.name == "default"
-                         for sa in core.list_namespaced_service_account(namespace).items),
-             30, f"ServiceAccount default in {namespace}")
     try:
-        yield Cluster(control_plane, namespace, tmp_path, admin_api)
+        # The ServiceAccount controller makes `default` in each new namespace; pods need it to be admitted.
+        wait_for(lambda: any(sa.metadata.name == "default"
+                             for sa in core.list_namespaced_service_account(namespace).items),
+                 30, f"ServiceAccount default in {namespace}")
+        yield Cluster(control_plane, namespace, workdir, api)
     finally:
         with contextlib.suppress(kubernetes.client.ApiException):
             core.delete_namespace(namespace, propagation_policy="Background")
+
+
+@pytest.fixture
+def cluster(control_plane: ControlPlane, admin_api: kubernetes.client.ApiClient, tmp_path: Path) -> Iterator[Cluster]:
+    """A namespace of this test's own (`.namespace`), deleted afterwards (without waiting for it to go)."""
+    with scratch_namespace(control_plane, admin_api, tmp_path) as namespace:
+        yield namespace
