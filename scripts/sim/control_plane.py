@@ -98,9 +98,12 @@ class ControlPlane:
         return {**os.environ, "KWOK_WORKDIR": str(self.workdir / "kwok"), "KWOK_KUBE_VERSION": k8s_version(),
                 "PATH": f"{self.bin_dir}:{os.environ['PATH']}"}
 
-    def env(self) -> dict[str, str]:
-        """Environment for kubectl, helm, kopf and the kubernetes client: the admin kubeconfig."""
-        return {"KUBECONFIG": str(self.kubeconfig)}
+    def tool_env(self, home: Path, kubeconfig: Path | None = None) -> dict[str, str]:
+        """Variables that point kubectl and helm at this cluster (the admin's kubeconfig unless given), with their
+        caches and settings under `home`, so nothing of the user's own is read or written."""
+        return {"KUBECONFIG": str(kubeconfig or self.kubeconfig), "KUBECACHEDIR": str(home / "kube-cache"),
+                "HELM_CACHE_HOME": str(home / "helm-cache"), "HELM_CONFIG_HOME": str(home / "helm-config"),
+                "HELM_DATA_HOME": str(home / "helm-data")}
 
     def kubectl(self, *args: str, input: str | None = None, kubeconfig: Path | None = None,
                 timeout: float = 60, check: bool = True) -> Result:

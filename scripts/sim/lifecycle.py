@@ -110,10 +110,7 @@ class Sim:
     # --------------------------------------------------------------------------------------- tools
 
     def tool_env(self) -> dict[str, str]:
-        home = self.cfg.state_dir / "home"
-        return {**os.environ, "KUBECONFIG": str(self.plane.kubeconfig), "KUBECACHEDIR": str(home / "kube-cache"),
-                "HELM_CACHE_HOME": str(home / "helm-cache"),
-                "HELM_CONFIG_HOME": str(home / "helm-config"), "HELM_DATA_HOME": str(home / "helm-data")}
+        return {**os.environ, **self.plane.tool_env(self.cfg.state_dir / "home")}
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         result = subprocess.run([str(TOOLS_BIN / "kubectl"), "-n", self.cfg.namespace, *args], input=input,

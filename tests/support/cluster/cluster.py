@@ -62,9 +62,7 @@ class Cluster:
     def env(self, kubeconfig: Path | None = None) -> dict[str, str]:
         """KUBECONFIG and private caches for kubectl and helm (nothing of the user's own is read or written)."""
         home = self.workdir / "home"
-        return {"KUBECONFIG": str(kubeconfig or self.kubeconfig), "HOME": str(home),
-                "KUBECACHEDIR": str(home / "kube-cache"), "HELM_CACHE_HOME": str(home / "helm-cache"),
-                "HELM_CONFIG_HOME": str(home / "helm-config"), "HELM_DATA_HOME": str(home / "helm-data")}
+        return {"HOME": str(home), **self.control_plane.tool_env(home, kubeconfig)}
 
     def run(self, tool: str, *args: str, input: str | None = None, timeout: float = 120,
             kubeconfig: Path | None = None) -> ClusterCall:
