@@ -1,4 +1,4 @@
-"""Every pod the chart renders, in every value set, is locked down the same way (STYLE.md's secure defaults)."""
+"""Every pod the chart renders, in every value set, is locked down the same way (non-root, read-only root filesystem, no capabilities, no privilege escalation, RuntimeDefault seccomp)."""
 
 from __future__ import annotations
 

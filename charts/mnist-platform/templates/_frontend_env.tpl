@@ -1,6 +1,6 @@
 {{/*
 The frontend's environment: every name here is defined in services/frontend/frontend/config.py
-(ENV_SETTINGS); tests/chart/test_consistency.py checks the two agree.
+(ENV_SETTINGS); tests/chart/test_chart_consistency.py checks the two agree.
 */}}
 {{- define "mnist-platform.frontendEnv" -}}
 - name: MNIST_BACKEND

@@ -1,6 +1,6 @@
 {{/*
 The operator's environment: every name is defined in operator/mnist_operator/config.py (ENV_SETTINGS);
-tests/chart/test_consistency.py checks the names, the ConfigMap names/keys and the selector.
+tests/chart/test_chart_consistency.py checks the names, the ConfigMap names/keys and the selector.
 */}}
 {{- define "mnist-platform.operatorEnv" -}}
 - name: MNIST_OPERATOR_NAMESPACE
