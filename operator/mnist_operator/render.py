@@ -1,4 +1,8 @@
-"""Pure rendering of the two files the operator owns: TF Serving's model config and the frontend's routing.json."""
+"""Pure rendering of the two files the operator owns: TF Serving's model config and the frontend's routing.json.
+
+The one writer of both (docs/CONTRACTS.md): the demo, the benchmarks and the test harnesses render through here;
+the routing schema itself is frontend.routing.parse_routing's, which tests/operator/test_render.py checks against.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +41,11 @@ class RoutingState:
 
     def weight_of(self, version: int) -> int:
         return sum(r.weight for r in self.routes if r.version == version)
+
+    @classmethod
+    def single(cls, model: str, version: int, rollout: str | None = None) -> RoutingState:
+        """All traffic to one version: what serves before and after a rollout (and what the demo starts from)."""
+        return cls(model=model, strategy="single", routes=(Route(version, "stable", 100),), rollout=rollout)
 
 
 def _quote(text: str) -> str:

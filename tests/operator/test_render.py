@@ -81,3 +81,9 @@ def test_stable_version_is_read_from_single_and_labelled_routing():
                                                                         {"version": 5, "label": "stable"}]}) == 5
     assert stable_version_of_routing(None) is None
     assert stable_version_of_routing({"strategy": "canary", "routes": [{"version": 6, "label": "canary"}]}) is None
+
+
+def test_single_routing_is_what_the_frontend_reads_as_one_version_taking_all_traffic():
+    parsed = parse_routing_text(render_routing(RoutingState.single("mnist", 3), 1), "mnist")
+    assert (parsed.strategy, [(r.version, r.label, r.weight) for r in parsed.routes]) == ("single", [(3, "stable", 100)])
+    assert parsed.rollout is None and parsed.generation == 1

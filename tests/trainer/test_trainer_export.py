@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
+from trainer import store
 from trainer.export import ASSETS_EXTRA, METRICS_FILE, SIGNATURE_NAME, WARMUP_FILE
 from trainer.metrics import confusion_matrix, per_class_accuracy
 from trainer.report import CONFUSION_FILE, CURVES_FILE
@@ -18,7 +19,7 @@ CONTRACT_FIELDS = {"test_accuracy", "per_class_accuracy", "confusion_matrix", "e
 
 def test_version_dir_has_the_model_store_layout(published_models):
     vdir = published_models.base_path / "1"
-    assert (vdir / "saved_model.pb").is_file()
+    assert store.is_published(vdir)  # the readers' definition (docs/CONTRACTS.md) holds for what export writes
     assert (vdir / "variables" / "variables.index").is_file()
     assert {p.name for p in (vdir / ASSETS_EXTRA).iterdir()} == {WARMUP_FILE, METRICS_FILE, CURVES_FILE,
                                                                   CONFUSION_FILE}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from trainer.register import build_model_version, register, should_register
+from trainer.register import API_VERSION, GROUP, PLURAL, build_model_version, register, should_register
 
 METRICS = {"model": "mnist", "version": 4, "test_accuracy": 0.9931, "created": "2026-11-27T06:00:00Z",
            "dataset_sha256": "ab" * 32, "git_commit": "0123abc"}
@@ -63,3 +63,22 @@ def test_registration_creates_then_updates_the_model_version_in_an_api_server(cl
     assert lines[-1] == f"ModelVersion {cluster.namespace}/mnist-v4 updated"
     stored = cluster.get("ml.mnist-platform.dev/v1alpha1", "ModelVersion", "mnist-v4")
     assert stored["spec"]["testAccuracy"] == 0.995
+
+
+def test_the_trainer_and_the_operator_build_the_same_model_version():
+    """Two writers of ModelVersion (the trainer, the operator's store discovery): one name, label and spec."""
+    from mnist_operator import config, versions
+
+    assert (GROUP, API_VERSION, PLURAL) == (
+        config.GROUP, config.VERSION, config.MODELVERSION_PLURAL)
+    trainer = build_model_version(METRICS, "/models/mnist/4", "ml")
+    operator = versions.modelversion_manifest("mnist", 4, "/models/mnist/4", METRICS, "ml")
+    assert {k: v for k, v in trainer.items() if k != "metadata"} == {k: v for k, v in operator.items()
+                                                                     if k != "metadata"}
+    assert (trainer["metadata"]["name"], trainer["metadata"]["namespace"]) == (
+        operator["metadata"]["name"], operator["metadata"]["namespace"])
+    model_label = f"{config.GROUP}/model"
+    assert trainer["metadata"]["labels"][model_label] == operator["metadata"]["labels"][model_label] == "mnist"
+    # Only the trainer says who made it; the operator's discovery leaves the app.kubernetes.io labels out.
+    assert set(trainer["metadata"]["labels"]) - set(operator["metadata"]["labels"]) == {
+        "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by"}

@@ -9,11 +9,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trainer.store import ASSETS_EXTRA, METRICS_FILE, WARMUP_FILE
+
+# The signature every client calls (docs/CONTRACTS.md); the frontend's backends/base.py names the same.
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "images"
-WARMUP_FILE = "tf_serving_warmup_requests"
-METRICS_FILE = "metrics.json"
-ASSETS_EXTRA = "assets.extra"
+OUTPUT_PROBABILITIES = "probabilities"
+OUTPUT_DIGIT = "digit"
 
 
 def serving_signature_spec() -> tf.TensorSpec:
@@ -28,7 +30,8 @@ def export_saved_model(model: keras.Model, out_dir: Path) -> None:
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
         logits = tf.cast(model(images, training=False), tf.float32)
         probabilities = tf.nn.softmax(logits, axis=-1)
-        return {"probabilities": probabilities, "digit": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
+        return {OUTPUT_PROBABILITIES: probabilities,
+                OUTPUT_DIGIT: tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
 
     archive.add_endpoint(SIGNATURE_NAME, serve, input_signature=[serving_signature_spec()])
     archive.write_out(str(out_dir), verbose=False)

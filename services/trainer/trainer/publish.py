@@ -30,7 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-TMP_PREFIX = ".tmp-"
+from trainer.store import TMP_PREFIX
+
 LOCK_SUFFIX = ".lock"
 _TMP_RE = re.compile(r"^\.tmp-(\d+)$")
 _LOCK_RE = re.compile(r"^\.tmp-(\d+)\.lock$")
