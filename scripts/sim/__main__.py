@@ -19,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-store", type=Path, default=SimConfig.model_store,
                         help="model store root holding <model>/<version>/ (default: models; v1 and v2 are "
                              "trained there when missing)")
+    parser.add_argument("--values", type=Path, action="append", default=[], metavar="FILE",
+                        help="a values file applied after ci/sim-values.yaml (repeatable; SIM_VALUES), e.g. "
+                             "charts/mnist-platform/ci/arm64-embedded-values.yaml: no TF Serving, the frontend "
+                             "serves the model store")
     parser.add_argument("--rate", type=float, default=10.0, help="traffic: digits per second (default 10)")
     parser.add_argument("--seconds", type=float, default=300.0, help="traffic: how long (default 300)")
     args = parser.parse_args(argv)
@@ -26,8 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--port {args.port}: not a TCP port")
     if not 0 < args.rate <= 100 or not 0 < args.seconds <= 3600:
         parser.error("--rate must be in (0, 100] and --seconds in (0, 3600]")
+    for values in args.values:
+        if not values.is_file():
+            parser.error(f"--values {values}: no such file")
     cfg = SimConfig(name=args.name, state_dir=args.dir.resolve(), port=args.port,
-                    model_store=args.model_store.resolve())
+                    model_store=args.model_store.resolve(), values=tuple(v.resolve() for v in args.values))
     try:
         if args.command == "up":
             return up(cfg)

@@ -12,6 +12,9 @@ run from its Deployment as the API server holds it (scripts/sim/pods.py):
 
 -> an initial rollout of version 1 while nothing serves -> what to type next. sim-down stops the processes
 (pid files under the state dir), deletes the control plane and the state dir. Models stay.
+
+Extra values files (SIM_VALUES) go after ci/sim-values.yaml: with ci/arm64-embedded-values.yaml the chart
+deploys no TF Serving, so no stand-in runs and the frontend serves the model store itself (embedded backend).
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class SimConfig:
     model: str = "mnist"
     # Root of the model store: <root>/<model>/<version>/ (what the chart's claim holds at /models).
     model_store: Path = REPO_ROOT / "models"
+    # Values files applied after ci/sim-values.yaml (make sim-up SIM_VALUES=...), in order.
+    values: tuple[Path, ...] = ()
     data: Path = field(default_factory=lambda: Path(os.environ.get("MNIST_DATA") or REPO_ROOT / "data" / "mnist.npz"))
     ready_timeout_s: float = 180.0
 
@@ -245,20 +250,34 @@ def ensure_model_volume(sim: Sim) -> None:
         f"{cfg.fullname}-models")
 
 
+def values_files(cfg: SimConfig) -> list[Path]:
+    return [SIM_VALUES, *cfg.values]
+
+
 def ensure_release(sim: Sim) -> None:
     cfg = sim.cfg
+    files = values_files(cfg)
+    state = sim.load_state()
     status = sim.helm("status", cfg.release, "-n", cfg.namespace, "-o", "json")
-    if status.returncode == 0 and json.loads(status.stdout)["info"]["status"] == "deployed":
+    installed = status.returncode == 0 and json.loads(status.stdout)["info"]["status"] == "deployed"
+    # A release installed with other values files is upgraded to these (the processes follow: their settings
+    # come from the Deployments, so the ones that changed restart).
+    same_values = state.get("values", [str(SIM_VALUES)]) == [str(f) for f in files]
+    if installed and same_values:
         say(f"==> helm release {cfg.release}: already installed (revision {json.loads(status.stdout)['version']})")
     else:
-        say(f"==> helm install {cfg.release} {rel(CHART)} -n {cfg.namespace} -f {rel(SIM_VALUES)}")
+        verb = "upgrade" if installed else "install"
+        say(f"==> helm {verb} {cfg.release} {rel(CHART)} -n {cfg.namespace} " + " ".join(f"-f {rel(f)}" for f in files))
         started = time.monotonic()
-        result = sim.helm("upgrade", "--install", cfg.release, str(CHART), "-n", cfg.namespace, "-f", str(SIM_VALUES),
-                          "--timeout", "120s")
+        result = sim.helm("upgrade", "--install", cfg.release, str(CHART), "-n", cfg.namespace,
+                          *[a for f in files for a in ("-f", str(f))], "--timeout", "120s")
         if result.returncode != 0:
-            raise SimError(f"helm install failed: {result.stderr.strip()}")
-        say(f"    installed in {time.monotonic() - started:.1f} s")
+            raise SimError(f"helm {verb} failed: {result.stderr.strip()}")
+        say(f"    {'upgraded' if installed else 'installed'} in {time.monotonic() - started:.1f} s")
         sim.started.append("release")
+        state = sim.load_state()
+        state["values"] = [str(f) for f in files]
+        sim.save_state(state)
     sim.kubectl("wait", "--for=condition=Available", "deployment", "--all", "--timeout=60s")
     pods = sim.get_json("pods", "-l", f"app.kubernetes.io/instance={cfg.release}") or {"items": []}
     say("    pods (kwok): " + ", ".join(
@@ -289,9 +308,16 @@ def deployment(sim: Sim, component: str) -> dict[str, Any]:
     return found
 
 
+def has_serving(sim: Sim) -> bool:
+    """Whether the release deploys TF Serving (not with the frontend's embedded backend)."""
+    return sim.get_json("deployment", f"{sim.cfg.fullname}-serving") is not None
+
+
 def container(sim: Sim, component: str) -> LocalContainer:
     try:
-        return local_container(deployment(sim, component), component, sim.pods_dir, claim_path(sim))
+        local = local_container(deployment(sim, component), component, sim.pods_dir, claim_path(sim))
+        local.program()  # a container no local program plays: fail here, with the pod's name
+        return local
     except PodError as exc:
         raise SimError(str(exc)) from None
 
@@ -313,8 +339,9 @@ def _env_settings(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if os.environ.get(k) != v}
 
 
-def plan_kubelet(sim: Sim) -> Planned:
-    pods = ",".join(f"{sim.cfg.fullname}-{c}={c}" for c in ("frontend", "serving", "operator"))
+def plan_kubelet(sim: Sim, serving: bool = True) -> Planned:
+    pods = ",".join(f"{sim.cfg.fullname}-{c}={c}" for c in ("frontend", "serving", "operator")
+                    if serving or c != "serving")
     argv = [sys.executable, "-m", "scripts.sim.kubelet_sync", "--kubeconfig", str(sim.plane.kubeconfig),
             "--namespace", sim.cfg.namespace, "--pods-dir", str(sim.pods_dir),
             *[a for pod in pods.split(",") for a in ("--deployment", pod)]]
@@ -334,7 +361,7 @@ def plan_serving(sim: Sim, ports: dict[str, int]) -> Planned:
     return Planned("serving", argv, env, _env_settings(env))
 
 
-def plan_operator(sim: Sim, ports: dict[str, int]) -> Planned:
+def plan_operator(sim: Sim, ports: dict[str, int], serving: bool = True) -> Planned:
     local = container(sim, "operator")
 
     def args(container_args: list[str]) -> list[str]:
@@ -344,16 +371,19 @@ def plan_operator(sim: Sim, ports: dict[str, int]) -> Planned:
     env = local.environment()
     # Only what must point at the local processes, and the API credentials of the pod's ServiceAccount.
     env.update({"MNIST_OPERATOR_KUBECONFIG": str(sim.cfg.state_dir / "operator.kubeconfig"),
-                "MNIST_OPERATOR_METRICS_URLS": f"http://127.0.0.1:{ports['frontend']}/metrics",
-                "MNIST_OPERATOR_SERVING_REST": f"http://127.0.0.1:{ports['rest']}"})
+                "MNIST_OPERATOR_METRICS_URLS": f"http://127.0.0.1:{ports['frontend']}/metrics"})
+    if serving:
+        env["MNIST_OPERATOR_SERVING_REST"] = f"http://127.0.0.1:{ports['rest']}"
     return Planned("operator", argv, env, {**_env_settings(env), "server": sim.plane.server()})
 
 
-def plan_frontend(sim: Sim, ports: dict[str, int]) -> Planned:
+def plan_frontend(sim: Sim, ports: dict[str, int], serving: bool = True) -> Planned:
     local = container(sim, "frontend")
     env = local.environment()
-    env.update({"MNIST_SERVING_GRPC": f"127.0.0.1:{ports['grpc']}", "MNIST_SERVING_REST": f"http://127.0.0.1:{ports['rest']}",
-                "MNIST_BIND": f"127.0.0.1:{ports['frontend']}"})
+    env["MNIST_BIND"] = f"127.0.0.1:{ports['frontend']}"
+    if serving:
+        env.update({"MNIST_SERVING_GRPC": f"127.0.0.1:{ports['grpc']}",
+                    "MNIST_SERVING_REST": f"http://127.0.0.1:{ports['rest']}"})
     return Planned("frontend", local.argv(), env, _env_settings(env))
 
 
@@ -428,20 +458,29 @@ def start_processes(sim: Sim) -> None:
     ports = allocate_ports(sim, state)
     state.update(ports=ports, name=cfg.name, model_store=str(cfg.model_store))
     sim.save_state(state)
-    say("==> the pods' processes (each from its Deployment in the cluster; 127.0.0.1 only)")
-    serving_dirs = deployment(sim, "serving")["spec"]["template"]["spec"]
-    config_dir = volume_dir(sim.pods_dir, "serving", next(v["name"] for v in serving_dirs["volumes"]
-                                                          if "configMap" in v and v["configMap"]["name"].endswith(
-                                                              "-model-config")))
-    ensure_process(sim, state, plan_kubelet(sim), lambda: (config_dir / "..data").is_symlink(), 60,
+    serving = has_serving(sim)
+    say("==> the pods' processes (each from its Deployment in the cluster; 127.0.0.1 only)"
+        + ("" if serving else "; no TF Serving in this release: the frontend serves the model store itself"))
+    if serving:
+        serving_dirs = deployment(sim, "serving")["spec"]["template"]["spec"]
+        projected = volume_dir(sim.pods_dir, "serving", next(v["name"] for v in serving_dirs["volumes"]
+                                                             if "configMap" in v and v["configMap"]["name"].endswith(
+                                                                 "-model-config")))
+    else:
+        projected = volume_dir(sim.pods_dir, "frontend", "routing")
+    if not serving:
+        sim.procs.stop("serving")  # a release upgraded to embedded serving: its stand-in has no pod any more
+    ensure_process(sim, state, plan_kubelet(sim, serving), lambda: (projected / "..data").is_symlink(), 60,
                    "volumes projected")
-    ensure_process(sim, state, plan_serving(sim, ports), lambda: _listening(ports["rest"]), cfg.ready_timeout_s,
-                   "REST API up")
+    if serving:
+        ensure_process(sim, state, plan_serving(sim, ports), lambda: _listening(ports["rest"]), cfg.ready_timeout_s,
+                       "REST API up")
     sa = service_account(sim, "operator")
 
     def operator_token() -> None:
         sim.plane.service_account_kubeconfig(cfg.namespace, sa, cfg.state_dir / "operator.kubeconfig")
-    ensure_process(sim, state, plan_operator(sim, ports), lambda: http_ok(f"http://127.0.0.1:{ports['liveness']}/healthz"),
+    ensure_process(sim, state, plan_operator(sim, ports, serving),
+                   lambda: http_ok(f"http://127.0.0.1:{ports['liveness']}/healthz"),
                    cfg.ready_timeout_s, f"liveness (as ServiceAccount {sa})", before_start=operator_token)
     if routing_document(sim) is None:
         say(f"==> nothing serves yet: initial rollout of v1 ({rel(INITIAL_ROLLOUT)})")
@@ -453,7 +492,7 @@ def start_processes(sim: Sim) -> None:
             raise SimError(f"the operator wrote no routing.json in {cfg.ready_timeout_s:.0f} s: "
                            f"`kubectl describe mr`; operator log {rel(sim.procs.log_path('operator'))}")
         time.sleep(0.3)
-    ensure_process(sim, state, plan_frontend(sim, ports), lambda: http_ok(f"{cfg.base_url}/readyz"),
+    ensure_process(sim, state, plan_frontend(sim, ports, serving), lambda: http_ok(f"{cfg.base_url}/readyz"),
                    cfg.ready_timeout_s, f"ready on {cfg.base_url}")
 
 

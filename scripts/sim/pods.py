@@ -35,8 +35,8 @@ LOCAL_PROGRAMS: dict[str, list[str]] = {
     "tensorflow_model_server": [sys.executable, "-m", "tests.support.tfserving_standin"],
 }
 # The ENTRYPOINT of each image, for containers that give no command.
-IMAGE_ENTRYPOINTS = {"mnist-platform/frontend": "mnist-frontend", "mnist-platform/operator": "mnist-operator",
-                     "tensorflow/serving": "tensorflow_model_server"}
+IMAGE_ENTRYPOINTS = {"mnist-platform/frontend": "mnist-frontend", "mnist-platform/frontend-embedded": "mnist-frontend",
+                     "mnist-platform/operator": "mnist-operator", "tensorflow/serving": "tensorflow_model_server"}
 # The user's own settings must not leak into a process that plays a pod.
 FOREIGN_ENV = re.compile(r"^(MNIST_|KUBECONFIG$|PROMETHEUS_MULTIPROC_DIR$)")
 

@@ -1,5 +1,7 @@
 """`make sim-up` / `make sim-down` (scripts/sim) end to end: the chart on a control plane of its own, a canary
-rolled out with kubectl under real traffic and promoted, then nothing left behind.
+rolled out with kubectl under real traffic and promoted, then nothing left behind. Twice: with TF Serving (the
+defaults), and with the values docs/KIND.md gives arm64 users (SIM_VALUES=ci/arm64-embedded-values.yaml: no TF
+Serving, the frontend serves the model store itself).
 
 The sim gets its own name, state directory and a free port, so it never meets a user's sim or the test
 session's control plane, and the session's model store (published_models) instead of training again.
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE, FULLNAME = "mnist", "mnist-mnist-platform"
+ARM64_VALUES = REPO_ROOT / "charts" / "mnist-platform" / "ci" / "arm64-embedded-values.yaml"
 # Test-speed timings merged into k8s/examples/canary.yaml (as tests/operator_e2e does): checks every second,
 # two short steps, latency bounds loose enough for a loaded CI machine.
 FAST = {"canary": {"steps": [50, 100], "stepDuration": "2s"},
@@ -85,11 +88,15 @@ def is_loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
+@pytest.mark.parametrize("values", [(), (ARM64_VALUES,)], ids=["tf-serving", "arm64-embedded"])
 def test_sim_up_installs_the_chart_runs_a_canary_to_promoted_and_sim_down_leaves_nothing(
-        published_models, mnist_npz: Path, tmp_path: Path) -> None:
-    state, name, port = tmp_path / "sim", f"mnist-simtest-{os.getpid()}", free_port()
+        published_models, mnist_npz: Path, tmp_path: Path, values: tuple[Path, ...]) -> None:
+    state, name, port = tmp_path / "sim", f"mnist-simtest-{os.getpid()}-{len(values)}", free_port()
     store = published_models.base_path.parent
-    args = ("--port", str(port), "--model-store", str(store))
+    args = ("--port", str(port), "--model-store", str(store), *[a for v in values for a in ("--values", str(v))])
+    embedded = bool(values)
+    components = ["frontend", "operator"] if embedded else ["frontend", "operator", "serving"]
+    processes = [p for p in lifecycle.PROCESSES if p != "serving" or not embedded]
     pids: dict[str, int] = {}
     try:
         started = time.monotonic()
@@ -103,16 +110,16 @@ def test_sim_up_installs_the_chart_runs_a_canary_to_promoted_and_sim_down_leaves
         # Idempotent: a second run finds one of everything running and says so.
         again = sim("up", state, name, *args)
         assert again.returncode == 0, again.stderr
-        for process in lifecycle.PROCESSES:
+        for process in processes:
             assert f"{process:9s} already running" in again.stdout, again.stdout
         assert "already installed" in again.stdout and "sim already up" in again.stdout
         pids = recorded_pids(state)
-        assert set(lifecycle.PROCESSES) <= set(pids) and "kube-apiserver" in pids
+        assert set(processes) <= set(pids) and "kube-apiserver" in pids
+        assert ("serving" in pids) is not embedded, "a stand-in runs only where the release deploys TF Serving"
 
         # What the cluster shows: the chart's pods on kwok's nodes, the claim bound, v1 serving.
         pods = json.loads(kubectl(state, "get", "pods", "-o", "json"))["items"]
-        assert sorted(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods) == [
-            "frontend", "operator", "serving"]
+        assert sorted(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods) == components
         assert all(p["status"]["phase"] == "Running" for p in pods)
         assert kubectl(state, "get", "pvc", f"{FULLNAME}-models", "-o", "jsonpath={.status.phase}") == "Bound"
         assert kubectl(state, "get", "namespace", NAMESPACE, "-o",
@@ -123,7 +130,13 @@ def test_sim_up_installs_the_chart_runs_a_canary_to_promoted_and_sim_down_leaves
             errors="replace").split("\0") if "=" in e)
         login = yaml.safe_load(Path(operator_env["MNIST_OPERATOR_KUBECONFIG"]).read_text())
         assert login["users"][0]["name"] == f"{NAMESPACE}:{FULLNAME}-operator" and "token" in login["users"][0]["user"]
-        assert operator_env["MNIST_OPERATOR_SERVING_CONFIGMAP"] == f"{FULLNAME}-model-config", "the chart's env"
+        assert operator_env["MNIST_OPERATOR_SERVING_CONFIGMAP"] == ("" if embedded else f"{FULLNAME}-model-config"), \
+            "the chart's env"
+        if embedded:
+            frontend_env = dict(e.split("=", 1) for e in Path(f"/proc/{pids['frontend']}/environ").read_text(
+                errors="replace").split("\0") if "=" in e)
+            assert frontend_env["MNIST_BACKEND"] == "embedded"
+            assert frontend_env["MNIST_MODEL_BASE_PATH"] == str(store / "mnist"), "the claim, as a kubelet mounts it"
 
         # A canary of v2 with kubectl, judged on real digits with their true labels fed back.
         floor = round(min(published_models.accuracy[1], published_models.accuracy[2]) - 0.15, 2)
