@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from frontend.errors import BackendError
@@ -10,6 +10,10 @@ from frontend.state import get_state
 
 bp = Blueprint("health", __name__)
 READY_TIMEOUT_S = 2.0
+# `/readyz?empty=ok`: a fresh install (no routing written, no version anywhere) counts as ready. The chart's probe
+# asks this way so that `helm install --wait` and Argo CD's health check finish before the first model is trained
+# (by a post-install hook, which runs only after the wait); predictions answer 503 until a version serves.
+EMPTY_OK = "ok"
 
 
 @bp.get("/healthz")
@@ -32,6 +36,9 @@ def readyz() -> Response:
     body = {"status": "ready" if not missing else "not ready", "backend": state.backend.kind,
             "routing_generation": routing.generation if routing is not None else None,
             "versions": sorted(wanted) if wanted else "default"}
+    if missing == {0} and routing is None and request.args.get("empty") == EMPTY_OK:
+        body["status"] = "ready but empty"
+        return jsonify(body)
     if missing:
         body["missing_versions"] = sorted(missing - {0})
         body["error"] = {"code": "versions_unavailable",
