@@ -11,6 +11,7 @@ from pathlib import Path
 
 import requests
 import yaml
+from mnist_operator.local import atomic_write
 
 from . import configs, metrics, models, progress, rollout, traffic
 from .operator_output import Decision, OperatorView, final_phase
@@ -95,7 +96,7 @@ def prepare_files(cfg: DemoConfig, accuracy: dict[int, float]) -> tuple[Path, Pa
     example = rollout.load_example(cfg.example)
     adapted, changes = rollout.adapt_rollout(example, cfg.scenario, accuracy, cfg.pace)
     rollout_path = cfg.workdir / f"rollout-{cfg.scenario.name}.yaml"
-    configs.atomic_write(rollout_path, yaml.safe_dump(adapted, sort_keys=False))
+    atomic_write(rollout_path, yaml.safe_dump(adapted, sort_keys=False))
     say(rollout.render_changes(changes, str(cfg.example.relative_to(REPO_ROOT))))
     say(f"    written to {rollout_path}")
     routing_path = cfg.workdir / "routing.json"
@@ -219,7 +220,7 @@ def snapshot_state(
         snap = metrics.fetch_metrics(f"{cfg.base_url}/metrics", cfg.model)
     except requests.RequestException:
         snap = metrics.MetricsSnapshot()
-    routes = configs.read_routes(routing_path)
+    routes = configs.read_routes(routing_path, cfg.model)
     step = view.step if view.stage == "Canary" else None
     return progress.DemoState(
         scenario=cfg.scenario.name,

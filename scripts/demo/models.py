@@ -1,8 +1,7 @@
-"""The demo's local model store: which versions exist, training the missing ones with the real trainer."""
+"""The demo's model store: which versions exist (the operator's reading), training missing ones with the real trainer."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -10,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from mnist_operator.versions import store_candidate_info
 
 from .supervisor import die_with_parent
 
@@ -39,17 +40,13 @@ TRAIN_SPECS = {
 
 
 def is_published(model_dir: Path, version: int) -> bool:
-    """A finished version: the trainer renames the directory into place only once it is complete."""
-    return (model_dir / str(version) / "saved_model.pb").is_file()
+    """A finished version, as the operator's gate sees it (the trainer renames it into place once complete)."""
+    return store_candidate_info(model_dir, version).exists
 
 
 def offline_accuracy(model_dir: Path, version: int) -> float | None:
-    """test_accuracy from the version's assets.extra/metrics.json, if it has one."""
-    path = model_dir / str(version) / "assets.extra" / "metrics.json"
-    try:
-        return float(json.loads(path.read_text())["test_accuracy"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    """test_accuracy from the version's metrics.json, read as the operator's gate reads it (None without one)."""
+    return store_candidate_info(model_dir, version).test_accuracy
 
 
 def versions_to_train(model_dir: Path, needed: Sequence[int], retrain: bool) -> list[int]:

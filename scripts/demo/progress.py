@@ -5,15 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .metrics import MetricsSnapshot, VersionStats
+from frontend.routing import Route
+from mnist_operator.analysis import VersionStats
+
+from .metrics import MetricsSnapshot
 from .traffic import TrafficStats
-
-
-@dataclass(frozen=True)
-class Route:
-    version: int
-    label: str
-    weight: int
 
 
 @dataclass
@@ -39,8 +35,8 @@ def _pct(value: float | None) -> str:
     return "   -  " if value is None else f"{100 * value:5.1f}%"
 
 
-def _ms(seconds: float | None) -> str:
-    return "    -  " if seconds is None else f"{1000 * seconds:5.0f} ms"
+def _ms(milliseconds: float | None) -> str:
+    return "    -  " if milliseconds is None else f"{milliseconds:5.0f} ms"
 
 
 def role_of(state: DemoState, version: int) -> str:
@@ -73,7 +69,7 @@ def version_line(state: DemoState, version: int) -> str:
     recent = state.recent.version(version) if state.recent is not None else stats
     return (
         f"v{version} {role_of(state, version):<9} {int(stats.requests):6d} req  "
-        f"acc {_pct(stats.accuracy)}  p99 now {_ms(recent.p99_seconds)}  backend errors {int(stats.errors)}"
+        f"acc {_pct(stats.accuracy)}  p99 now {_ms(recent.p99_ms)}  backend errors {int(stats.errors)}"
     )
 
 
@@ -106,7 +102,7 @@ def render_summary(state: DemoState, expected_phase: str) -> list[str]:
         stats = state.metrics.version(version)
         lines.append(
             f"  {'v' + str(version):<8}{role_of(state, version):<11}{int(stats.requests):>9}{int(stats.errors):>9}"
-            f"{_pct(stats.accuracy):>10}{_ms(stats.p99_seconds):>10}{weight_of(state.routes, version):>7}%"
+            f"{_pct(stats.accuracy):>10}{_ms(stats.p99_ms):>10}{weight_of(state.routes, version):>7}%"
         )
     lines.append("  (p99 over the whole run)")
     traffic = state.traffic

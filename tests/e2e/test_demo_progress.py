@@ -4,28 +4,38 @@ from __future__ import annotations
 
 from collections import Counter
 
-from scripts.demo.metrics import MetricsSnapshot, VersionStats, window
-from scripts.demo.progress import DemoState, Route, render_progress, render_summary, weight_of
+from frontend.routing import Route
+from mnist_operator.analysis import LATENCY_BUCKETS, PodCounters
+
+from scripts.demo.metrics import MetricsSnapshot, window
+from scripts.demo.progress import DemoState, render_progress, render_summary, weight_of
 from scripts.demo.traffic import TrafficStats
 
 
+def histogram(per_bucket: dict[float, float]) -> list[float]:
+    """Cumulative bucket counts in the frontend's layout from {bucket upper bound: observations in it}."""
+    return [sum(n for bound, n in per_bucket.items() if bound <= b) for b in LATENCY_BUCKETS]
+
+
+def snapshot(**versions: dict) -> MetricsSnapshot:
+    """v1={"ok": .., "backend_error": .., "correct": .., "wrong": .., "latency": {bound: n}} -> the frontend's counters."""
+    pc = PodCounters()
+    for name, v in versions.items():
+        version = name.removeprefix("v")
+        for outcome in ("ok", "backend_error"):
+            if outcome in v:
+                pc.requests[f"{version}|{outcome}"] = float(v[outcome])
+        for result in ("correct", "wrong"):
+            if result in v:
+                pc.feedback[f"{version}|{result}"] = float(v[result])
+        if "latency" in v:
+            pc.latency[version] = histogram(v["latency"])
+    return MetricsSnapshot(pc)
+
+
 def state(**overrides) -> DemoState:
-    metrics = MetricsSnapshot(
-        versions={
-            "1": VersionStats(
-                outcomes={"ok": 300},
-                feedback_correct=285,
-                feedback_wrong=15,
-                latency_buckets=[(0.01, 290.0), (0.025, 300.0), (float("inf"), 300.0)],
-            ),
-            "2": VersionStats(
-                outcomes={"ok": 95, "backend_error": 5},
-                feedback_correct=98,
-                feedback_wrong=2,
-                latency_buckets=[(0.01, 50.0), (0.05, 100.0), (float("inf"), 100.0)],
-            ),
-        }
-    )
+    metrics = snapshot(v1={"ok": 300, "correct": 285, "wrong": 15, "latency": {0.01: 290, 0.025: 10}},
+                       v2={"ok": 95, "backend_error": 5, "correct": 98, "wrong": 2, "latency": {0.01: 50, 0.05: 50}})
     base = dict(
         scenario="promote",
         stable=1,
@@ -69,21 +79,8 @@ def test_progress_before_any_data_shows_dashes_not_zero_accuracy():
 
 def test_p99_now_is_over_the_last_interval_not_since_the_start():
     """A slow first request (model load) weighs on the total p99 but must not hide today's latency."""
-    before = MetricsSnapshot(
-        versions={
-            "1": VersionStats(
-                outcomes={"ok": 100}, latency_buckets=[(0.01, 0.0), (0.025, 0.0), (5.0, 100.0), (float("inf"), 100.0)]
-            )
-        }
-    )
-    now = MetricsSnapshot(
-        versions={
-            "1": VersionStats(
-                outcomes={"ok": 200},
-                latency_buckets=[(0.01, 100.0), (0.025, 100.0), (5.0, 200.0), (float("inf"), 200.0)],
-            )
-        }
-    )
+    before = snapshot(v1={"ok": 100, "latency": {5.0: 100}})
+    now = snapshot(v1={"ok": 200, "latency": {0.01: 100, 5.0: 100}})
     _, stable, _ = render_progress(state(metrics=now, recent=window(before, now)))
     assert "p99 now    10 ms" in stable
     assert window(before, now).version(1).requests == 100

@@ -251,15 +251,16 @@ def test_canary_promotes_good_v2_then_rolls_back_broken_v3_under_live_traffic(st
     assert stats.feedback_failed == 0
 
     def metrics_match() -> bool:
-        snap = fetch_metrics(f"{stack.base_url}/metrics")
-        return all(snap.version(v).outcomes.get("ok", 0) == stats.by_version[v] for v in ("1", "2", "3"))
+        requests = fetch_metrics(f"{stack.base_url}/metrics").counters.requests  # "version|outcome" -> count
+        return all(requests.get(f"{v}|ok", 0) == stats.by_version[v] for v in ("1", "2", "3"))
 
     assert wait_until(metrics_match, timeout_s=10), "per-version prediction counters differ from the traffic sent"
     snap = fetch_metrics(f"{stack.base_url}/metrics")
-    assert snap.unrouted == {} or sum(snap.unrouted.values()) == 0
+    assert sum(n for key, n in snap.counters.requests.items() if key.startswith("|")) == 0, "requests never routed"
     for v in ("1", "2", "3"):
-        counted = snap.version(v)
-        assert counted.errors == 0 and set(counted.outcomes) == {"ok"}
-        assert counted.feedback_correct + counted.feedback_wrong == stats.feedback_by_version[v]
-        assert counted.feedback_correct == stats.correct_by_version[v]
+        assert {key for key in snap.counters.requests if key.startswith(f"{v}|")} == {f"{v}|ok"}
+        counted = snap.version(int(v))
+        assert counted.errors == 0
+        assert counted.feedback == stats.feedback_by_version[v]
+        assert counted.correct == stats.correct_by_version[v]
     assert snap.version(3).accuracy < MIN_LIVE_ACCURACY < snap.version(2).accuracy
