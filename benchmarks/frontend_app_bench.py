@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from mnist_operator.render import RoutingState, render_routing
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "services" / "frontend"))
@@ -156,9 +157,7 @@ def build_app(workdir: Path, backend: object, version: int):
     """The app as gunicorn builds it (multiprocess metrics), over a routing file that pins `version`."""
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(workdir)  # before prometheus_client is first imported
     routing = workdir / "routing.json"
-    routing.write_text(json.dumps({"model": "mnist", "strategy": "single", "routes": [
-        {"version": version, "label": "stable", "weight": 100}], "sticky_header": None, "shadow": None,
-        "rollout": None, "generation": 1}))
+    routing.write_text(render_routing(RoutingState.single("mnist", version), generation=1))
     from frontend.app import create_app
 
     return create_app({"ROUTING_FILE": str(routing)}, backend=backend)

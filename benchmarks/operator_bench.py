@@ -34,6 +34,7 @@ import kubernetes  # noqa: E402
 import requests  # noqa: E402
 from mnist_operator import analysis as an  # noqa: E402
 from mnist_operator.decide import CandidateInfo, Observation, decide  # noqa: E402
+from mnist_operator.render import RoutingState, render_routing, routing_document  # noqa: E402
 
 from scripts.demo.ports import free_port  # noqa: E402
 from scripts.sim.control_plane import ControlPlane  # noqa: E402
@@ -188,8 +189,7 @@ def bench_reaction(plane: ControlPlane, repeats: int, tmp: Path) -> dict:
     with kubernetes.config.new_client_from_config(str(plane.kubeconfig)) as client:
         core, api = kubernetes.client.CoreV1Api(client), kubernetes.client.CustomObjectsApi(client)
         core.create_namespaced_config_map(namespace, {"metadata": {"name": "mnist-routing"}, "data": {
-            "routing.json": json.dumps({"model": "mnist", "strategy": "single", "generation": 1,
-                                        "routes": STABLE_ONLY})}})
+            "routing.json": render_routing(RoutingState.single("mnist", 1), generation=1)}})
         with operator(plane, namespace, store, tmp / "operator-reaction.log"), \
                 RoutingWatch(client, namespace) as watch:
             warm_up(api, namespace)
@@ -244,8 +244,7 @@ def bench_decide(iterations: int = 2000) -> dict:
                                        feedback={"2|correct": 90.0 * i, "2|wrong": 1.0 * i}, routing_generation=3)
             for i in range(1, 4)}
     spec = rollout("x", 2)["spec"]
-    routing_doc = {"model": "mnist", "strategy": "single", "routes": [{"version": 1, "label": "stable", "weight": 100}],
-                   "generation": 1}
+    routing_doc = routing_document(RoutingState.single("mnist", 1), generation=1)
     obs = Observation(rollout="bench/x", candidate=CandidateInfo(True, 0.98, True), current_routing=routing_doc,
                       metrics=an.Snapshot(taken_at=0, pods=pods), versions={1: CandidateInfo(True, 0.97, True)})
     status = None

@@ -37,16 +37,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+from mnist_operator.render import RoutingState, render_routing
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 sys.path.insert(0, str(REPO))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from scripts.demo.ports import free_port  # noqa: E402
 
 
 def wait_http(url_host: str, port: int, path: str, timeout: float) -> None:
@@ -349,9 +346,7 @@ def main() -> None:
     (served / str(version)).symlink_to((base / str(version)).resolve(), target_is_directory=True)
     base = served
     routing = workdir / "routing.json"
-    routing.write_text(json.dumps({"model": "mnist", "strategy": "single", "routes": [
-        {"version": version, "label": "stable", "weight": 100}], "sticky_header": None, "shadow": None,
-        "rollout": None, "generation": 1}))
+    routing.write_text(render_routing(RoutingState.single("mnist", version), generation=1))
     batches = [int(b) for b in args.batches.split(",")]
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     results, paced = [], []
