@@ -98,6 +98,7 @@ def frontend_url(tmp_path: Path, published_models: Any) -> Iterator[tuple[str, s
     """The real frontend app (embedded backend, routed to good version 2 of the published models) on 127.0.0.1."""
     from frontend.app import create_app
     from frontend.auth import hash_key
+    from mnist_operator.render import RoutingState, render_routing
     from werkzeug.serving import make_server
 
     key = "smoke-test-key-0123456789abcdef0123456789"
@@ -105,9 +106,7 @@ def frontend_url(tmp_path: Path, published_models: Any) -> Iterator[tuple[str, s
     keys.write_text(f"{hash_key(key)} smoke\n")
     routing = tmp_path / "routing.json"
     # The latest published version (3) is the deliberately broken one: route to version 2, as the operator would.
-    routing.write_text(json.dumps({"model": "mnist", "strategy": "single", "routes": [
-        {"version": 2, "label": "stable", "weight": 100}], "sticky_header": None, "shadow": None,
-        "rollout": None, "generation": 1}))
+    routing.write_text(render_routing(RoutingState.single("mnist", 2), generation=1))
     app = create_app({"BACKEND": "embedded", "MODEL_BASE_PATH": str(published_models.base_path),
                       "API_KEYS_FILE": str(keys), "ROUTING_FILE": str(routing), "ACCESS_LOG": False})
     server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 import kubernetes
 import yaml
+from mnist_operator import render
 
 from scripts.sim.control_plane import ControlPlane
 from tests.support.cluster import Cluster, wait_for
@@ -43,13 +44,9 @@ TIMEOUT = "90s"
 # What the operator writes into its two ConfigMaps (a rollout's end state), through a merge patch of its
 # own as the operator does (mnist_operator.handlers), so that the field manager differs from helm's.
 OPERATOR_WRITES = {
-    f"{PREFIX}-model-config": {"models.config": (
-        'model_config_list {\n  config {\n    name: "mnist"\n    base_path: "/models/mnist"\n'
-        '    model_platform: "tensorflow"\n    model_version_policy { specific { versions: 2 } }\n'
-        '    version_labels { key: "stable" value: 2 }\n  }\n}\n')},
-    f"{PREFIX}-routing": {"routing.json": json.dumps(
-        {"model": "mnist", "strategy": "single", "routes": [{"version": 2, "label": "stable", "weight": 100}],
-         "generation": 7})},
+    f"{PREFIX}-model-config": {"models.config": render.render_model_config(
+        [render.ServingState("mnist", "/models/mnist", (2,), {"stable": 2})])},
+    f"{PREFIX}-routing": {"routing.json": render.render_routing(render.RoutingState.single("mnist", 2), 7)},
 }
 
 # The fields of the Gateway API's HTTPRoute (gateway.networking.k8s.io/v1, standard channel) that a route

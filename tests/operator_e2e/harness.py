@@ -33,6 +33,7 @@ import numpy as np
 import requests
 import yaml
 from google.protobuf import text_format
+from mnist_operator import render
 from mnist_operator.config import ENV_SETTINGS
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -73,8 +74,7 @@ def example_rollout(example: str, name: str, **spec_overrides: Any) -> dict[str,
 
 def routing_document(stable: int, generation: int) -> dict[str, Any]:
     """What serves before a rollout: one version, all traffic."""
-    return {"model": MODEL, "strategy": "single", "routes": [{"version": stable, "label": "stable", "weight": 100}],
-            "sticky_header": None, "shadow": None, "rollout": None, "generation": generation}
+    return render.routing_document(render.RoutingState.single(MODEL, stable), generation)
 
 
 # Analysis settings that judge within seconds; latency bounds loose enough for a loaded CI machine.
@@ -83,11 +83,10 @@ FAST_ANALYSIS = {"interval": "1s", "minRequests": 5, "minFeedback": 5, "failureL
 
 
 def model_config(versions: list[int], labels: dict[str, int]) -> model_server_config_pb2.ModelServerConfig:
-    """The TF Serving model config the operator must write, as TF Serving's own protobuf."""
-    text = (f'model_config_list {{ config {{ name: "{MODEL}" base_path: "/models/{MODEL}" model_platform: "tensorflow"'
-            f' model_version_policy {{ specific {{ {" ".join(f"versions: {v}" for v in versions)} }} }}'
-            + "".join(f' version_labels {{ key: "{k}" value: {v} }}' for k, v in labels.items()) + " } }")
-    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    """The TF Serving model config the operator must write at a stage, as TF Serving's own protobuf (the rendering
+    itself is checked against those protobufs in tests/operator/test_render.py; here, which versions and labels)."""
+    return parse_model_config(render.render_model_config([render.ServingState(MODEL, f"/models/{MODEL}",
+                                                                              tuple(versions), labels)]))
 
 
 def parse_model_config(text: str) -> model_server_config_pb2.ModelServerConfig:
