@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--liveness", default="http://0.0.0.0:8081/healthz",
                      help="liveness endpoint URL kopf serves (default: %(default)s; '' for none)")
     run.add_argument("--verbose", action="store_true", help="debug logging")
+    run.add_argument("--create-configmaps", action="store_true",
+                     help="at start, create the model config and routing ConfigMaps of the environment that are "
+                          "missing, with their initial (empty) content; never change an existing one")
+    run.add_argument("--initial-rollout", action="store_true",
+                     help="when a version is registered while nothing routes to its model and no ModelRollout of "
+                          "it exists, roll it in (ModelRollout <model>-initial)")
 
     loc = sub.add_parser("local", help="drive ONE rollout against files and a running frontend (no cluster)",
                          description="Exit 0 on Promoted; 1 with one line on RolledBack/Failed; 2 on bad input; "
@@ -70,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     import kopf
 
     import mnist_operator.handlers  # noqa: F401 - registers the handlers
+
+    if args.create_configmaps or args.initial_rollout:
+        from mnist_operator import bootstrap  # registers its handlers; they do what `enabled` turns on
+
+        bootstrap.enabled = bootstrap.Enabled(create_configmaps=args.create_configmaps,
+                                              initial_rollout=args.initial_rollout)
 
     kopf.configure(verbose=args.verbose)
     namespaces = args.namespace or ([env("MNIST_OPERATOR_NAMESPACE")] if env("MNIST_OPERATOR_NAMESPACE") else [])
