@@ -14,6 +14,7 @@ from frontend.metrics import LATENCY_BUCKETS as FRONTEND_BUCKETS
 from frontend.metrics import Metrics
 from mnist_operator import analysis as an
 from mnist_operator import metrics_source as ms
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def frontend_exposition() -> str:
@@ -37,6 +38,13 @@ def frontend_exposition() -> str:
 
 def test_bucket_layout_is_the_frontends():
     assert tuple(float(b) for b in FRONTEND_BUCKETS) == an.LATENCY_BUCKETS[:-1]
+
+
+def test_every_series_the_operator_reads_is_one_the_frontend_exposes():
+    """The metric names are the frontend's (frontend.metrics owns them; docs/CONTRACTS.md): a rename there fails here."""
+    exposed = {s.name for fam in text_string_to_metric_families(frontend_exposition()) for s in fam.samples}
+    read = {ms.PREDICTIONS, ms.FEEDBACK, ms.SHADOW, ms.LATENCY + "_bucket", ms.SHADOW_LATENCY + "_bucket", ms.GENERATION}
+    assert read <= exposed, read - exposed
 
 
 def test_the_frontends_own_exposition_parses_into_per_version_counters():
