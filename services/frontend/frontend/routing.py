@@ -1,4 +1,5 @@
-"""The routing config (routing.json, which the operator writes; parse_routing owns its schema): pure parsing/validation and the per-request route choice."""
+"""The routing config (routing.json, which the operator writes; parse_routing owns its schema, docs/CONTRACTS.md):
+pure parsing/validation and the per-request route choice."""
 
 from __future__ import annotations
 

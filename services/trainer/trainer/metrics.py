@@ -26,7 +26,7 @@ def rfc3339_now() -> str:
 def build_metrics(*, labels: np.ndarray, predictions: np.ndarray, model: str, version: int, epochs: int,
                   duration_s: float, device: str, dataset_sha256: str, git_commit: str | None,
                   history: dict[str, list[float]], extra: dict | None = None) -> dict:
-    """The metrics.json document of the model-store contract."""
+    """The metrics.json document of the model-store contract (docs/CONTRACTS.md)."""
     matrix = confusion_matrix(labels, predictions)
     return {
         "model": model,
