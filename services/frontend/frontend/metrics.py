@@ -1,4 +1,4 @@
-"""Prometheus metrics of the frontend (names and labels are a contract with the operator; see docs/FRONTEND.md).
+"""Prometheus metrics of the frontend (names, labels and buckets are a contract with the operator: docs/CONTRACTS.md).
 
 Each app gets its own registry (so tests can build many apps). Under gunicorn with several workers,
 PROMETHEUS_MULTIPROC_DIR is set (gunicorn_conf does it) and /metrics aggregates every worker's files, so a
