@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="model dir <base>/<model> for the gate (saved_model.pb, metrics.json) and the config's "
                           "base_path (default: $MNIST_MODEL_BASE_PATH; without either, the gate asks the "
                           "frontend's /readyz and knows no offline accuracy)")
-    loc.add_argument("--serving-rest", help="TF Serving REST base URL: the AVAILABLE gate asks its model status API")
+    loc.add_argument("--serving-rest", action="append", default=[],
+                     help="TF Serving REST base URL: the AVAILABLE gate asks its model status API (repeatable, one "
+                          "per replica: a version counts as AVAILABLE when every one reports it)")
     loc.add_argument("--tick", type=float, help="seconds between decisions (default: interval/2, at most 1)")
     loc.add_argument("--timeout", type=float, help="give up (exit 3) after this many seconds")
     loc.add_argument("--status-file", type=Path,
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
         opts = LocalOptions(rollout=args.rollout, routing_file=args.routing_file, serving_config=args.serving_config,
                             metrics_urls=args.metrics_url, model_base_path=args.model_base_path,
-                            serving_rest=args.serving_rest, tick_s=args.tick, timeout_s=args.timeout,
+                            serving_rest=args.serving_rest or None, tick_s=args.tick, timeout_s=args.timeout,
                             status_file=args.status_file)
         try:
             return run_local(opts)

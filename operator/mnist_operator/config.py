@@ -47,6 +47,19 @@ ENV_SETTINGS: dict[str, EnvSetting] = {
             "TF Serving REST base URL for the model-status (AVAILABLE) gate; empty: check the model store instead",
         ),
         EnvSetting(
+            "MNIST_OPERATOR_SERVING_SERVICE",
+            "",
+            "TF Serving REST Service whose EndpointSlices list the replicas (ready endpoints, port named rest): a "
+            "version counts as AVAILABLE only when every ready replica reports it; empty: the replicas below, else "
+            "MNIST_OPERATOR_SERVING_REST alone",
+        ),
+        EnvSetting(
+            "MNIST_OPERATOR_SERVING_REPLICAS",
+            "",
+            "comma-separated fixed TF Serving REST base URLs, one per replica, instead of EndpointSlices (tests, "
+            "unusual networks)",
+        ),
+        EnvSetting(
             "MNIST_OPERATOR_MODEL_BASE_PATH",
             "",
             "model store root holding <model>/<version>/ (read-only mount); used for the gate and version discovery",
@@ -82,6 +95,8 @@ class OperatorConfig:
     metrics_urls: tuple[str, ...]
     prometheus_url: str
     serving_rest: str
+    serving_service: str
+    serving_replicas: tuple[str, ...]
     model_base_path: str
     http_timeout_s: float
     max_tick_s: float
@@ -104,6 +119,8 @@ class OperatorConfig:
             metrics_urls=tuple(u.strip() for u in e("MNIST_OPERATOR_METRICS_URLS").split(",") if u.strip()),
             prometheus_url=e("MNIST_OPERATOR_PROMETHEUS_URL"),
             serving_rest=e("MNIST_OPERATOR_SERVING_REST"),
+            serving_service=e("MNIST_OPERATOR_SERVING_SERVICE"),
+            serving_replicas=tuple(u.strip() for u in e("MNIST_OPERATOR_SERVING_REPLICAS").split(",") if u.strip()),
             model_base_path=e("MNIST_OPERATOR_MODEL_BASE_PATH"),
             http_timeout_s=float(e("MNIST_OPERATOR_HTTP_TIMEOUT_S")),
             max_tick_s=float(e("MNIST_OPERATOR_MAX_TICK_S")),

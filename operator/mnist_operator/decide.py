@@ -12,6 +12,9 @@ Load first, label second: Loading writes a model config with both versions and o
 and routing for the candidate are written on the tick where the candidate is seen AVAILABLE.
 Route first, unload second: Promoting / RollingBack move all traffic first and unload the other version only
 when every frontend reports the new routing generation (or analysis.routingTimeout passed).
+Every replica first: `available` facts are about every ready TF Serving replica (replicas.py), and a canary step
+up, a promotion (the stable label moves to the candidate) and the promoted final config (the candidate alone)
+wait until every replica reports the candidate AVAILABLE, so no replica is sent a version or a label it lacks.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ ACTIVE = (PROGRESSING, PAUSED)
 WAITING, GATE, LOADING, CANARY, ABTEST, SHADOW, PROMOTING, ROLLING_BACK, DONE = (
     "Waiting", "Gate", "Loading", "Canary", "ABTest", "Shadow", "Promoting", "RollingBack", "Done")
 TRAFFIC_STAGES = (CANARY, ABTEST, SHADOW)
+# Stages whose decisions need the candidate's facts (the shells gather them only then): the gate and loading, and
+# every later step that sends more traffic to the candidate or moves a label to it.
+FACT_STAGES = (None, WAITING, GATE, LOADING, *TRAFFIC_STAGES, PROMOTING)
 CANDIDATE_LABEL = {CANARY: "canary", ABTEST: "candidate", SHADOW: "shadow"}
 
 
@@ -50,7 +56,7 @@ class CandidateInfo:
 
     exists: bool = False
     test_accuracy: float | None = None
-    available: bool = False  # AVAILABLE in TF Serving (or the stand-in check of local mode)
+    available: bool = False  # AVAILABLE on every ready TF Serving replica (or the model store check without one)
     detail: str = ""  # where the facts came from, for messages
 
 
@@ -241,7 +247,7 @@ def decide(spec_dict: dict[str, Any], status: dict[str, Any] | None, obs: Observ
                                                 f"{st.get('candidateWeight', 0)}%"))
     elif not spec.paused and st["phase"] == PAUSED:
         held = now - (parse_ts(st.pop("pausedAt", None)) or now)
-        for key in ("stageStartedAt", "stepStartedAt", "inconclusiveSince", "lastCheckAt"):
+        for key in ("stageStartedAt", "stepStartedAt", "inconclusiveSince", "lastCheckAt", "replicaWaitSince"):
             if st.get(key):
                 st[key] = ts(parse_ts(st[key]) + held)
         st["baseline"] = obs.metrics.to_json() if obs.metrics and obs.metrics.reachable else None
@@ -469,6 +475,9 @@ def _traffic(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float
         if held >= spec.step_duration_s and passed_here:
             i = int(st.get("step", 0)) + 1
             steps = spec.canary.steps
+            what = "promotion" if i >= len(steps) else f"step {i + 1}/{len(steps)}"
+            if not _on_every_replica(st, spec, obs, now, events, what):
+                return
             if i >= len(steps):
                 _promote(st, spec, now, events, f"all {len(steps)} canary steps passed")
             else:
@@ -478,6 +487,9 @@ def _traffic(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float
                 events.append(Event("Normal", "CanaryStep", st["message"] + f" after {held:.0f}s at the last step"))
     elif stage == SHADOW:
         if held >= spec.shadow_duration_s and passed_here:
+            if not _on_every_replica(st, spec, obs, now, events,
+                                     "promotion" if spec.shadow.promote == "switch" else "the canary"):
+                return
             if spec.shadow.promote == "switch":
                 _promote(st, spec, now, events, f"shadow passed for {held:.0f}s; switching")
             else:
@@ -631,7 +643,8 @@ def _abtest_verdict(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now
             f"({'candidate must be better' if ab.require == 'better' else 'candidate must not be worse'})")
     wins = z >= zc if ab.require == "better" else z > -zc
     if wins and pc >= spec.analysis.min_accuracy:
-        _promote(st, spec, now, events, f"A/B test won: {numbers}; {rule}")
+        if _on_every_replica(st, spec, obs, now, events, "promotion"):  # else judged again, on more feedback
+            _promote(st, spec, now, events, f"A/B test won: {numbers}; {rule}")
     elif wins:
         _rollback(st, now, events, ROLLED_BACK, "LowAccuracy",
                   f"A/B test: {numbers}; candidate below analysis.minAccuracy {spec.analysis.min_accuracy}")
@@ -660,7 +673,35 @@ def _fail_now(st: dict[str, Any], now: float, events: list[Event], reason: str, 
     events.append(Event("Warning", reason, why))
 
 
+def _on_every_replica(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float, events: list[Event],
+                      what: str) -> bool:
+    """True when every ready TF Serving replica reports the candidate AVAILABLE; else hold `what` and say why.
+
+    A replica that joined mid-rollout (a new pod, or one restarted) loads the candidate only once its config says
+    so: more traffic to the candidate would reach it as NOT_FOUND, and moving the stable label to a version it has
+    not loaded is refused by TF Serving. Held longer than gate.timeout: rolled back (CandidateNotAvailable), since
+    the rollout cannot go on and would otherwise hold traffic on a candidate forever.
+    """
+    if obs.candidate.available:
+        st.pop("replicaWaitSince", None)
+        return True
+    since = parse_ts(st.get("replicaWaitSince"))
+    why = f"v{st['candidateVersion']} is not AVAILABLE on every TF Serving replica ({obs.candidate.detail})"
+    if since is None:
+        st["replicaWaitSince"], since = ts(now), now
+        events.append(Event("Normal", "WaitingForReplicas", f"{what} held: {why}"))
+    if now - since >= spec.gate_timeout_s and st.get("stage") != PROMOTING:
+        st.pop("replicaWaitSince", None)
+        _rollback(st, now, events, FAILED, "CandidateNotAvailable",
+                  f"{why} for {now - since:.0f}s (gate.timeout {spec.gate.timeout})")
+        return False
+    st.update(reason="WaitingForReplicas", message=f"{what} held: {why}")
+    return False
+
+
 def _drain(st: dict[str, Any], spec: RolloutSpec, obs: Observation, now: float, events: list[Event]) -> None:
+    if st.get("outcome") == PROMOTED and not _on_every_replica(st, spec, obs, now, events, "unloading the old version"):
+        return  # the final config leaves the stable label on the candidate alone: a lagging replica moves it then
     target = int(st.get("routingGeneration", 0))
     gens = an.routing_generations(obs.metrics) if obs.metrics and obs.metrics.reachable else []
     followed = bool(gens) and all(g is not None and g >= target for g in gens)

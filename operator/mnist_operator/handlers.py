@@ -35,7 +35,7 @@ import kubernetes
 import requests
 from kubernetes.client.rest import ApiException
 
-from mnist_operator import auto, merge_patch, metrics_source, versions
+from mnist_operator import auto, merge_patch, metrics_source, replicas, versions
 from mnist_operator import decide as core
 from mnist_operator.analysis import Snapshot
 from mnist_operator.config import GROUP, MODELVERSION_PLURAL, ROLLOUT_PLURAL, VERSION, OperatorConfig, env
@@ -57,6 +57,7 @@ class Clients:
     core: Any
     custom: Any
     http: requests.Session
+    discovery: Any = None  # discovery.k8s.io/v1: the serving Service's EndpointSlices
 
 
 _clients: Clients | None = None
@@ -79,7 +80,8 @@ def clients() -> Clients:
     if _clients is None:
         _load_kube_config()
         _clients = Clients(cfg=OperatorConfig.from_env(), core=kubernetes.client.CoreV1Api(),
-                           custom=kubernetes.client.CustomObjectsApi(), http=requests.Session())
+                           custom=kubernetes.client.CustomObjectsApi(), http=requests.Session(),
+                           discovery=kubernetes.client.DiscoveryV1Api())
     return _clients
 
 
@@ -278,9 +280,20 @@ def serving_base_path(model: str) -> str:
     return env("MNIST_OPERATOR_SERVING_BASE_PATH_TEMPLATE").format(model=model)
 
 
-def candidate_info(c: Clients, namespace: str, model: str, version: int) -> core.CandidateInfo:
+def serving_replicas(c: Clients, namespace: str) -> list[str] | None:
+    """TF Serving REST base URLs to ask, one per replica where known (replicas.py); None: no TF Serving URL."""
+    if c.cfg.serving_replicas:
+        return list(c.cfg.serving_replicas)
+    if c.cfg.serving_service:
+        slices = replicas.list_service_slices(c.discovery, namespace, c.cfg.serving_service)
+        return replicas.ready_rest_urls(slices)
+    return [c.cfg.serving_rest] if c.cfg.serving_rest else None
+
+
+def candidate_info(c: Clients, namespace: str, model: str, version: int,
+                   serving: list[str] | None = None) -> core.CandidateInfo:
     """Gate facts about one version (the candidate, or the stable one): ModelVersion (else model store) for existence
-    and accuracy; TF Serving (else store) for AVAILABLE."""
+    and accuracy; TF Serving (else store) for AVAILABLE: on every replica in `serving` (serving_replicas)."""
     info = core.CandidateInfo()
     try:
         mv = c.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, MODELVERSION_PLURAL,
@@ -299,8 +312,8 @@ def candidate_info(c: Clients, namespace: str, model: str, version: int) -> core
             info = from_store
         elif info.exists and info.test_accuracy is None:
             info = core.CandidateInfo(True, from_store.test_accuracy, False, info.detail)
-    if c.cfg.serving_rest:
-        ok, seen = versions.serving_available(c.cfg.serving_rest, model, version, c.cfg.http_timeout_s, c.http)
+    if serving is not None:
+        ok, seen = replicas.version_on_every_replica(serving, model, version, c.cfg.http_timeout_s, c.http)
         return core.CandidateInfo(info.exists, info.test_accuracy, ok, seen)
     if store:
         ok = versions.store_candidate_info(store, version).available
@@ -309,8 +322,8 @@ def candidate_info(c: Clients, namespace: str, model: str, version: int) -> core
     return core.CandidateInfo(info.exists, info.test_accuracy, info.exists, info.detail + " (no TF Serving URL)")
 
 
-def stable_facts(c: Clients, namespace: str, spec: dict[str, Any],
-                 routing_doc: dict[str, Any] | None) -> dict[int, core.CandidateInfo]:
+def stable_facts(c: Clients, namespace: str, spec: dict[str, Any], routing_doc: dict[str, Any] | None,
+                 serving: list[str] | None = None) -> dict[int, core.CandidateInfo]:
     """Gate facts about the stable version the gate will use (the spec's, else the routing's), checked like the
     candidate; an invalid spec needs none (decide() refuses it)."""
     try:
@@ -320,7 +333,7 @@ def stable_facts(c: Clients, namespace: str, spec: dict[str, Any],
     stable = core.stable_to_check(parsed, routing_doc)
     if stable is None or stable == parsed.candidate_version:
         return {}
-    return {stable: candidate_info(c, namespace, parsed.model, stable)}
+    return {stable: candidate_info(c, namespace, parsed.model, stable, serving)}
 
 
 def register_version(c: Clients, namespace: str, model: str, version: int, store: str) -> bool:
@@ -393,10 +406,12 @@ def tick(namespace: str, name: str, now: float | None = None) -> tuple[dict[str,
                                             _others(c, namespace, model))
         routing_doc = current_routing(c, namespace, model)
         cv = spec.get("candidateVersion")
-        if stage in (None, core.WAITING, core.GATE, core.LOADING) and isinstance(cv, int) and cv > 0:
-            cand = candidate_info(c, namespace, model, cv)
+        gather = stage in core.FACT_STAGES
+        serving = serving_replicas(c, namespace) if gather else None
+        if gather and isinstance(cv, int) and cv > 0:
+            cand = candidate_info(c, namespace, model, cv, serving)
         if stage in (None, core.WAITING, core.GATE):
-            versions = stable_facts(c, namespace, spec, routing_doc)
+            versions = stable_facts(c, namespace, spec, routing_doc, serving)
         if stage in core.TRAFFIC_STAGES or stage in (core.PROMOTING, core.ROLLING_BACK, core.LOADING):
             metrics = metrics_snapshot(c, namespace, model)
     obs = core.Observation(rollout=key, generation=int(obj["metadata"].get("generation") or 1), metrics=metrics,

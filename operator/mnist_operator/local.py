@@ -2,7 +2,8 @@
 
 No Kubernetes: the routing config and TF Serving's model config are plain files (written atomically: temp file in
 the same directory, then rename), metrics are scraped from the given URLs, and the AVAILABLE gate is TF Serving's
-model status API when --serving-rest is given, else the model store (the version dir holds saved_model.pb).
+model status API of every replica given with --serving-rest (AVAILABLE when all of them report it), else the model
+store (the version dir holds saved_model.pb).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import requests
 import yaml
 
 from mnist_operator import decide as core
-from mnist_operator import metrics_source, versions
+from mnist_operator import metrics_source, replicas, versions
 from mnist_operator.config import GROUP
 from mnist_operator.render import render_model_config, render_routing
 from mnist_operator.spec import MAX_VERSION, SpecError, parse_spec, shown
@@ -59,7 +60,7 @@ class LocalOptions:
     serving_config: Path
     metrics_urls: list[str]
     model_base_path: Path | None = None
-    serving_rest: str | None = None
+    serving_rest: list[str] | None = None  # TF Serving REST base URLs, one per replica
     tick_s: float | None = None
     timeout_s: float | None = None
     status_file: Path | None = None
@@ -282,7 +283,7 @@ def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.ti
         st = status or {}
         cand = core.CandidateInfo()
         routing_now = _read_json(opts.routing_file)
-        if st.get("stage") in (None, core.WAITING, core.GATE, core.LOADING):
+        if st.get("stage") in core.FACT_STAGES:
             cand = _version_facts(opts, parsed.model, parsed.candidate_version, http)
         versions = {}
         stable = core.stable_to_check(parsed, routing_now)
@@ -337,11 +338,11 @@ def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.ti
 
 
 def _version_facts(opts: LocalOptions, model: str, version: int, http: requests.Session) -> core.CandidateInfo:
-    """Gate facts about one version: TF Serving's status API when given; else the model store; else (neither) the
-    frontend's /readyz."""
+    """Gate facts about one version: TF Serving's status API on every replica when given; else the model store;
+    else (neither) the frontend's /readyz."""
     store = versions.store_candidate_info(opts.model_base_path, version) if opts.model_base_path else None
     if opts.serving_rest:
-        ok, seen = versions.serving_available(opts.serving_rest, model, version, opts.http_timeout_s, http)
+        ok, seen = replicas.version_on_every_replica(opts.serving_rest, model, version, opts.http_timeout_s, http)
         exists = store.exists if store else ok
         return core.CandidateInfo(exists, store.test_accuracy if store else None, ok, seen)
     if store is not None:

@@ -373,7 +373,10 @@ def plan_operator(sim: Sim, ports: dict[str, int], serving: bool = True) -> Plan
     env.update({"MNIST_OPERATOR_KUBECONFIG": str(sim.cfg.state_dir / "operator.kubeconfig"),
                 "MNIST_OPERATOR_METRICS_URLS": f"http://127.0.0.1:{ports['frontend']}/metrics"})
     if serving:
-        env["MNIST_OPERATOR_SERVING_REST"] = f"http://127.0.0.1:{ports['rest']}"
+        # The one local stand-in is every replica: kwok's loopback pod IPs never reach an EndpointSlice
+        # (docs/TESTING.md), so the chart's MNIST_OPERATOR_SERVING_SERVICE would list none.
+        rest = f"http://127.0.0.1:{ports['rest']}"
+        env["MNIST_OPERATOR_SERVING_REST"] = env["MNIST_OPERATOR_SERVING_REPLICAS"] = rest
     return Planned("operator", argv, env, {**_env_settings(env), "server": sim.plane.server()})
 
 

@@ -497,3 +497,83 @@ def test_replanning_to_a_missing_stable_version_keeps_traffic_on_the_checked_one
     assert w.phase == "Failed" and w.status["reason"] == "StableNotFound"
     assert w.routing["routes"] == [{"version": 1, "label": "stable", "weight": 100}]
     assert 99 not in _named_versions(w)
+
+
+# ---------------------------------------------------------------------------------- every TF Serving replica first
+
+LAGGING = CandidateInfo(True, 0.98, False, "AVAILABLE on 2 of 3 TF Serving replicas; http://10.0.0.3:8501: not loaded")
+
+
+def _until(w: World, predicate, max_ticks: int = 200) -> None:
+    for _ in range(max_ticks):
+        w.tick()
+        if predicate(w):
+            return
+    raise AssertionError(f"never reached: {w.status}")
+
+
+def test_a_canary_step_waits_until_every_replica_has_the_candidate():
+    """A replica that joined mid-rollout has not loaded the candidate: more traffic to it would be NOT_FOUND there."""
+    w = World(canary_spec(gate={"timeout": "60s"}))
+    _until(w, lambda w: w.weight(2) == 10)
+    w.candidate = LAGGING
+    w.run(30)
+    assert w.weight(2) == 10 and w.status["stage"] == "Canary" and w.status["reason"] == "WaitingForReplicas"
+    assert "step 2/3 held: v2 is not AVAILABLE on every TF Serving replica (AVAILABLE on 2 of 3" in w.status["message"]
+    assert w.reasons.count("WaitingForReplicas") == 1  # one Event per hold, not one per tick
+    assert w.serving.labels == {"stable": 1, "canary": 2}
+    w.candidate = CandidateInfo(True, 0.98, True, "AVAILABLE on all 3 TF Serving replica(s)")
+    w.tick()
+    assert w.weight(2) == 50 and "replicaWaitSince" not in w.status
+
+
+def test_promotion_never_moves_the_stable_label_before_every_replica_has_the_candidate():
+    """TF Serving refuses to move an existing label to a version it has not loaded, even with
+    --allow_version_labels_for_unavailable_models (server_core.cc, UpdateModelVersionLabelMap)."""
+    w = World(canary_spec(gate={"timeout": "60s"}))
+    _until(w, lambda w: w.weight(2) == 50)
+    w.candidate = LAGGING
+    w.run(40)
+    assert w.status["stage"] == "Canary" and w.weight(2) == 50 and w.serving.labels["stable"] == 1
+    w.candidate = CandidateInfo(True, 0.98, True, "all")
+    w.run(60)
+    assert w.phase == "Promoted" and w.serving.labels == {"stable": 2}
+
+
+def test_the_promoted_final_config_waits_for_every_replica_too():
+    """{candidate alone, stable -> candidate} moves the label for a replica that skipped the promoting config."""
+    w = World(canary_spec())
+    _until(w, lambda w: w.status["stage"] == "Promoting")
+    assert w.serving.versions == (1, 2) and w.serving.labels == {"stable": 2}
+    w.candidate = LAGGING
+    w.run(30)
+    assert w.status["stage"] == "Promoting" and w.serving.versions == (1, 2)
+    assert w.status["message"].startswith("unloading the old version held")
+    w.candidate = CandidateInfo(True, 0.98, True, "all")
+    w.run(10)
+    assert w.phase == "Promoted" and w.serving.versions == (2,)
+
+
+def test_a_candidate_some_replica_never_loads_is_rolled_back_after_gate_timeout():
+    w = World(canary_spec())
+    _until(w, lambda w: w.weight(2) == 10)
+    w.candidate = LAGGING
+    w.run(60)
+    assert w.phase == "Failed" and w.status["reason"] == "CandidateNotAvailable"
+    assert "not AVAILABLE on every TF Serving replica" in w.status["message"]
+    assert w.routing["routes"] == [{"version": 1, "label": "stable", "weight": 100}]
+    assert w.serving.versions == (1,) and w.serving.labels == {"stable": 1}
+
+
+def test_an_abtest_winner_is_promoted_only_once_every_replica_has_it():
+    spec = canary_spec(strategy="abtest", abtest={"split": 50, "duration": "20s", "minSamples": 50},
+                       gate={"timeout": "60s"})
+    w = World(spec, version_facts={})
+    _until(w, lambda w: w.status["stage"] == "ABTest")
+    w.candidate = LAGGING
+    w.run(30)
+    assert w.status["stage"] == "ABTest" and w.status["reason"] == "WaitingForReplicas"
+    assert w.serving.labels == {"stable": 1, "candidate": 2}
+    w.candidate = CandidateInfo(True, 0.98, True, "all")
+    w.run(30)
+    assert w.phase == "Promoted"

@@ -42,7 +42,9 @@ CLIENT_METHOD = re.compile(r"^(get|read|list|create|patch|replace|delete|watch)_
 NAMESPACED = re.compile(r"^(read|get|list|create|patch|replace|delete)_namespaced_(\w+?)(_status)?$")
 VERBS = {"read": "get", "get": "get", "list": "list", "create": "create", "patch": "patch", "replace": "update",
          "delete": "delete"}
-CORE_KINDS = {"config_map": "configmaps", "pod": "pods", "event": "events"}  # extend with the docs table
+# The client method's kind -> (API group, resource); extend with the docs table.
+KINDS = {"config_map": ("", "configmaps"), "pod": ("", "pods"), "event": ("", "events"),
+         "endpoint_slice": ("discovery.k8s.io", "endpointslices")}
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,8 @@ def client_calls() -> list[Call]:
                 assert len(args) >= 4, f"{where}: {method} with fewer than 4 positional arguments"
                 group, resource = _constant(module, args[0], where), _constant(module, args[3], where)
             else:
-                assert kind in CORE_KINDS, f"{where}: {method}: which resource is {kind!r}? Add it to CORE_KINDS"
-                group, resource = "", CORE_KINDS[kind]
+                assert kind in KINDS, f"{where}: {method}: which resource is {kind!r}? Add it to KINDS"
+                group, resource = KINDS[kind]
             calls.append(Call((group, resource + status, verb), where))
     return calls
 
@@ -129,7 +131,8 @@ class Row:
 
 
 ROW = re.compile(r"^\| `([^`]*)` \| `([^`]+)` \| ([a-z, ]+) \| ([^|]+) \| [^|]+ \|$")
-GRANTED_BY = {"Role", "Role, by name", "Role, without `operator.prometheusUrl`", "ClusterRole"}
+GRANTED_BY = {"Role", "Role, by name", "Role, without `operator.prometheusUrl`", "Role, with TF Serving",
+              "ClusterRole"}
 
 
 def docs_rows() -> list[Row]:
@@ -200,6 +203,8 @@ def expected_rules(rows: list[Row], env: dict[str, str], kind: str) -> set[tuple
             continue
         if row.granted_by.startswith("Role, without") and env["MNIST_OPERATOR_PROMETHEUS_URL"]:
             continue
+        if row.granted_by == "Role, with TF Serving" and not env["MNIST_OPERATOR_SERVING_SERVICE"]:
+            continue
         for name in names if row.granted_by == "Role, by name" else [""]:
             out |= {(row.group, row.resource, name, v) for v in row.verbs}
     return out
@@ -212,7 +217,7 @@ def test_the_audit_finds_the_operators_api_calls() -> None:
     """The source scan sees the calls it must (so an empty scan cannot pass the comparison below)."""
     atoms = {c.atom for c in client_calls()}
     assert {("", "configmaps", "get"), ("", "configmaps", "patch"), ("", "configmaps", "create"),
-            ("", "pods", "list"), (GROUP, "modelrollouts", "get"), (GROUP, "modelrollouts/status", "patch"),
+            ("", "pods", "list"), ("discovery.k8s.io", "endpointslices", "list"), (GROUP, "modelrollouts", "get"), (GROUP, "modelrollouts/status", "patch"),
             (GROUP, "modelversions", "create")} <= atoms, atoms
     assert kopf_resources() == {"modelrollouts": False, "modelversions": True}
 
@@ -255,6 +260,15 @@ def test_without_tf_serving_only_the_routing_configmap_is_writable(
         rendered: dict[str, list[dict[str, Any]]]) -> None:
     named = {n for _, r, n, _ in chart_rules(rendered["arm64-embedded-values"], "Role") if r == "configmaps" and n}
     assert named == {operator_env(rendered["arm64-embedded-values"])["MNIST_OPERATOR_ROUTING_CONFIGMAP"]}
+
+
+def test_endpointslices_are_listed_only_with_tf_serving(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """With TF Serving the operator finds its replicas in the REST Service's EndpointSlices; without, it may not."""
+    assert ("discovery.k8s.io", "endpointslices", "", "list") in chart_rules(rendered["default"], "Role")
+    assert operator_env(rendered["default"])["MNIST_OPERATOR_SERVING_SERVICE"]
+    embedded = rendered["arm64-embedded-values"]
+    assert not any(r == "endpointslices" for _, r, _, _ in chart_rules(embedded, "Role"))
+    assert operator_env(embedded)["MNIST_OPERATOR_SERVING_SERVICE"] == ""
 
 
 def test_kopf_never_replaces_an_object() -> None:

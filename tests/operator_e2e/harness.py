@@ -496,7 +496,9 @@ class Chart:
         return self.data("MNIST_OPERATOR_SERVING_CONFIGMAP", "MNIST_OPERATOR_SERVING_CONFIGMAP_KEY")
 
     def operator(self, model_store: Path, workdir: Path, as_service_account: bool = True) -> OperatorProcess:
-        env = {**self.env, "MNIST_OPERATOR_SERVING_REST": "", "MNIST_OPERATOR_MODEL_BASE_PATH": str(model_store),
+        # No TF Serving runs here (kwok's loopback pod IPs never reach an EndpointSlice): the model store is the gate.
+        env = {**self.env, "MNIST_OPERATOR_SERVING_REST": "", "MNIST_OPERATOR_SERVING_SERVICE": "",
+               "MNIST_OPERATOR_MODEL_BASE_PATH": str(model_store),
                "MNIST_OPERATOR_MAX_TICK_S": "0.5"}
         if as_service_account:
             kubeconfig = str(self.cluster.service_account_kubeconfig(self.service_account))

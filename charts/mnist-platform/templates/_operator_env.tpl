@@ -27,6 +27,9 @@ tests/chart/test_chart_consistency.py checks the names, the ConfigMap names/keys
 # Empty without TF Serving: the AVAILABLE gate checks the model store instead.
 - name: MNIST_OPERATOR_SERVING_REST
   value: {{ ternary (printf "http://%s:%d" (include "mnist-platform.servingRestName" .) (int .Values.serving.restPort)) "" (eq (include "mnist-platform.servingEnabled" .) "true") | quote }}
+# The REST Service whose EndpointSlices list every TF Serving replica; empty without TF Serving.
+- name: MNIST_OPERATOR_SERVING_SERVICE
+  value: {{ ternary (include "mnist-platform.servingRestName" .) "" (eq (include "mnist-platform.servingEnabled" .) "true") | quote }}
 - name: MNIST_OPERATOR_MODEL_BASE_PATH
   value: {{ .Values.modelStore.mountPath | quote }}
 - name: MNIST_OPERATOR_SERVING_BASE_PATH_TEMPLATE
