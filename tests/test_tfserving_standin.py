@@ -446,6 +446,52 @@ def test_labels_in_the_startup_config_need_allow_version_labels_for_unavailable_
         assert response.model_spec.version.value == 2
 
 
+def test_with_the_flag_a_new_label_may_name_a_version_still_to_load(store: Path, tmp_path: Path) -> None:
+    """server_core.cc UpdateModelVersionLabelMap: a label not in the map in effect may point anywhere."""
+    config_file = tmp_path / "models.config"
+    write_config(config_file, config_text(store, [1], {"stable": 1}))
+    with StandIn(model_config_file=config_file, poll_seconds=0.1,
+                 allow_version_labels_for_unavailable_models=True) as standin:
+        write_config(config_file, config_text(store, [1, 2], {"stable": 1, "canary": 2}))
+        assert standin.wait_for_state(2, "AVAILABLE", timeout=30)
+        assert standin.labels() == {"stable": 1, "canary": 2} and standin.manager.refused() == []
+
+
+def test_with_the_flag_moving_an_existing_label_to_an_unloaded_version_is_refused_and_stays_stuck(
+        store: Path, tmp_path: Path) -> None:
+    """A replica that missed the config loading v2 and then gets `stable` moved to v2 (the promotion) refuses it on
+    every poll and never loads v2: the refused config is not applied at all, so nothing would ever load it."""
+    config_file = tmp_path / "models.config"
+    write_config(config_file, config_text(store, [1], {"stable": 1}))
+    with StandIn(model_config_file=config_file, poll_seconds=0.1,
+                 allow_version_labels_for_unavailable_models=True) as standin:
+        write_config(config_file, config_text(store, [1, 2], {"stable": 2}))
+        assert standin.manager.wait_for(lambda: len(standin.manager.refused()) >= 5, timeout_s=20)  # every poll
+        assert set(standin.manager.refused()) == {"Request to assign label to version 2 of model mnist, which is "
+                                                  "not currently available for inference"}
+        time.sleep(1.0)
+        assert standin.status(2) is None and standin.labels() == {"stable": 1}  # stuck: v2 never starts loading
+        # Only a config that stops moving the label (here: load first) gets it out.
+        write_config(config_file, config_text(store, [1, 2], {"stable": 1}))
+        assert standin.wait_for_state(2, "AVAILABLE", timeout=30)
+        write_config(config_file, config_text(store, [1, 2], {"stable": 2}))
+        assert standin.manager.wait_for(lambda: standin.labels() == {"stable": 2}, timeout_s=20)
+
+
+def test_a_refused_label_move_goes_through_on_a_later_poll_once_the_version_loaded(store: Path) -> None:
+    """The version is loading from an earlier accepted config: the same refused config is accepted once it is
+    AVAILABLE (TF Serving re-applies the file on every poll)."""
+    with StandIn(model_base_path=store, versions=[1], allow_version_labels_for_unavailable_models=True) as standin:
+        standin.reload_config(config_text(store, [1], {"stable": 1}))
+        standin.reload_config(config_text(store, [1, 2], {"stable": 1}))  # v2 starts loading; returns at once
+        with pytest.raises(ServingError) as info:
+            standin.reload_config(config_text(store, [1, 2], {"stable": 2}))
+        assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION and standin.labels() == {"stable": 1}
+        assert standin.wait_for_state(2, "AVAILABLE", timeout=30)
+        standin.reload_config(config_text(store, [1, 2], {"stable": 2}))
+        assert standin.labels() == {"stable": 2} and len(standin.manager.refused()) == 1
+
+
 def test_missing_and_broken_version_directories_report_like_tf_serving(store: Path) -> None:
     (store / "4").mkdir()  # a version directory without a SavedModel
     with StandIn(model_base_path=store, versions=[1, 4, 9]) as standin:

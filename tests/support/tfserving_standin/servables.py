@@ -2,7 +2,8 @@
 
 Follows TF Serving's ServerCore + AspiredVersionsManager semantics:
 - a config reload first checks version labels against what is AVAILABLE now (FAILED_PRECONDITION, and
-  nothing changes, when a label names a version that is not loaded yet: load first, label second);
+  nothing changes, when a label names a version that is not loaded yet: load first, label second); the
+  rules are TF Serving's exactly, with their source lines at ServableManager.reload_config and _labels_for;
 - the file system is polled; versions the policy asks for are loaded (START -> LOADING -> AVAILABLE, or
   END with an error status), versions no longer asked for are unloaded (UNLOADING -> END) once another
   asked-for version is AVAILABLE (availability-preserving), and every state stays visible in the status;
@@ -72,6 +73,7 @@ class ServableManager:
         self._executor = ThreadPoolExecutor(max_workers=load_threads, thread_name_prefix="standin-load")
         self._closed = False
         self._waits_cancelled = False
+        self._refused: list[str] = []  # every refused reload, in order (tests assert a rollout caused none)
 
     def cancel_waits(self) -> None:
         """Make reload waits return now (safe from a signal handler: no lock taken)."""
@@ -85,8 +87,35 @@ class ServableManager:
         with self._mu:
             return self._config
 
+    def refused(self) -> list[str]:
+        """The message of every reload refused so far (a refused config polled again counts again, as the real
+        server logs `PollFilesystemAndReloadConfig failed to ReloadConfig` on each poll)."""
+        with self._mu:
+            return list(self._refused)
+
     def reload_config(self, config: cfg.ModelServerConfig, *, wait_timeout_s: float | None = 120.0) -> None:
-        """Apply a new ModelServerConfig, or raise ServingError and keep the old one in effect."""
+        """Apply a new ModelServerConfig, or raise ServingError and keep the old one in effect.
+
+        The order is TF Serving's ServerCore::ReloadConfig (tensorflow/serving at 9d981c5,
+        tensorflow_serving/model_servers/server_core.cc, lines 476-547): validate, then the version labels
+        (UpdateModelVersionLabelMap, line 514), and only then the models are added or updated
+        (AddModelsViaModelConfigList, line 524), which is what loads. So a refused label refuses the whole
+        config: none of its new versions starts loading and the old labels stay. The real server stores the
+        new config (line 512) before the label check; that only decides whether its next reload of the same
+        config counts as "the same" (lines 479-483), and as Server::PollFilesystemAndReloadConfig
+        (model_servers/server.cc, lines 165-180) re-applies the file on every poll either way, keeping the
+        last *accepted* config here gives the same outcome: a refused file is tried again on each poll and
+        goes through once its labelled versions are AVAILABLE. The first config of a server goes through this
+        same path (ServerCore::Create, line 287), with no labels in effect yet.
+        """
+        try:
+            self._reload_config(config, wait_timeout_s)
+        except ServingError as exc:
+            with self._mu:
+                self._refused.append(exc.message)
+            raise
+
+    def _reload_config(self, config: cfg.ModelServerConfig, wait_timeout_s: float | None) -> None:
         cfg.validate(config)
         with self._mu:
             old_names = {m.name for m in self._config.model_config_list.config} if self._config else set()
@@ -106,7 +135,21 @@ class ServableManager:
             self._wait_until_models_available(new_models, wait_timeout_s)
 
     def _labels_for(self, config: cfg.ModelServerConfig) -> dict[str, dict[str, int]]:
-        """The new label map, or FAILED_PRECONDITION as ServerCore::UpdateModelVersionLabelMap refuses it."""
+        """The new label map, or FAILED_PRECONDITION as ServerCore::UpdateModelVersionLabelMap refuses it.
+
+        tensorflow_serving/model_servers/server_core.cc at 9d981c5, lines 549-614, label by label:
+        - allowed outright only with force_allow_any_version_labels_for_unavailable_models (lines 561-562), an
+          option of ServerCore that tensorflow_model_server has no flag for (model_servers/main.cc), so never;
+        - with --allow_version_labels_for_unavailable_models (main.cc, lines 109-113; server.cc, lines
+          322-323), allowed when the label does not exist yet in the label map in effect, or names the same
+          version there (lines 563-572). Moving an existing label to another version is not allowed by it;
+        - otherwise the version must be kAvailable in the servable state monitor (lines 574-584), else
+          FAILED_PRECONDITION "Request to assign label to version N of model M, which is not currently
+          available for inference". One refused label refuses the whole map (and config);
+        - the new map replaces the old one whole (lines 610-611): labels absent from the config are dropped.
+        Before the first config there is no label map at all (GetModelVersionForLabel, lines 873-879), so at
+        startup every label counts as new.
+        """
         labels: dict[str, dict[str, int]] = {}
         for model in config.model_config_list.config:
             records = self._records.get(model.name, {})
