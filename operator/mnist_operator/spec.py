@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import reprlib
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any
 
 STRATEGIES = ("canary", "abtest", "shadow")
@@ -133,7 +133,8 @@ class RolloutSpec:
     paused: bool = False
     auto_rollout: AutoRolloutSpec = field(default_factory=AutoRolloutSpec)
 
-    # Durations in seconds, parsed once.
+    # Durations in seconds. parse_spec has parsed and checked every one; each access parses the text again (a few
+    # microseconds), which keeps the spec a plain frozen record of what the CRD holds.
     @property
     def step_duration_s(self) -> float:
         return parse_duration(self.canary.step_duration, "canary.stepDuration")
@@ -337,21 +338,27 @@ DURATION_FIELDS = {"canary.stepDuration": "step_duration_s", "abtest.duration": 
                    "analysis.routingTimeout": "routing_timeout_s", "gate.timeout": "gate_timeout_s"}
 
 
+def crd_name(field_name: str) -> str:
+    """The CRD's camelCase name of a spec dataclass field: max_latency_p99_ms -> maxLatencyP99Ms."""
+    first, *rest = field_name.split("_")
+    return first + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def _crd_default(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def defaults_as_crd() -> dict[str, dict[str, Any]]:
-    """The code's defaults in the CRD's camelCase shape: {section: {field: default}} ('' is top level)."""
-    return {
-        "": {"strategy": RolloutSpec.strategy, "paused": False},
-        "canary": {"steps": list(CanarySpec.steps), "stepDuration": CanarySpec.step_duration},
-        "abtest": {"split": ABTestSpec.split, "duration": ABTestSpec.duration, "stickyHeader": ABTestSpec.sticky_header,
-                   "minSamples": ABTestSpec.min_samples, "confidence": ABTestSpec.confidence,
-                   "require": ABTestSpec.require},
-        "shadow": {"percent": ShadowSpec.percent, "duration": ShadowSpec.duration, "promote": ShadowSpec.promote},
-        "analysis": {"interval": AnalysisSpec.interval, "minRequests": AnalysisSpec.min_requests,
-                     "maxErrorRate": AnalysisSpec.max_error_rate, "maxLatencyP99Ms": AnalysisSpec.max_latency_p99_ms,
-                     "minAgreement": AnalysisSpec.min_agreement, "minAccuracy": AnalysisSpec.min_accuracy,
-                     "minFeedback": AnalysisSpec.min_feedback, "failureLimit": AnalysisSpec.failure_limit,
-                     "inconclusiveTimeout": AnalysisSpec.inconclusive_timeout,
-                     "routingTimeout": AnalysisSpec.routing_timeout},
-        "gate": {"minOfflineAccuracy": GateSpec.min_offline_accuracy, "timeout": GateSpec.timeout},
-        "autoRollout": {"enabled": AutoRolloutSpec.enabled},
-    }
+    """The code's defaults in the CRD's camelCase shape: {section: {field: default}} ('' is top level).
+
+    Read from the dataclasses' own fields, so a default is written once: a section is a field whose default is
+    built by its dataclass; a top-level field without a default (model, candidateVersion) or defaulting to None
+    (stableVersion: what serves now) has no CRD default.
+    """
+    out: dict[str, dict[str, Any]] = {"": {}}
+    for f in fields(RolloutSpec):
+        if isinstance(f.default_factory, type) and is_dataclass(f.default_factory):
+            out[crd_name(f.name)] = {crd_name(g.name): _crd_default(g.default) for g in fields(f.default_factory)}
+        elif f.default is not MISSING and f.default is not None:
+            out[""][crd_name(f.name)] = _crd_default(f.default)
+    return out
