@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     loc.add_argument("--timeout", type=float, help="give up (exit 3) after this many seconds")
     loc.add_argument("--status-file", type=Path,
                      help="persist the rollout status here; a rerun with the same file continues where it stopped")
+    loc.add_argument("--events-file", type=Path,
+                     help="append every event here as a JSON line {time, type, reason, message} (for programs)")
     return p
 
 
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         opts = LocalOptions(rollout=args.rollout, routing_file=args.routing_file, serving_config=args.serving_config,
                             metrics_urls=args.metrics_url, model_base_path=args.model_base_path,
                             serving_rest=args.serving_rest or None, tick_s=args.tick, timeout_s=args.timeout,
-                            status_file=args.status_file)
+                            status_file=args.status_file, events_file=args.events_file)
         try:
             return run_local(opts)
         except LocalError as exc:

@@ -64,6 +64,7 @@ class LocalOptions:
     tick_s: float | None = None
     timeout_s: float | None = None
     status_file: Path | None = None
+    events_file: Path | None = None  # each event as a JSON line, for programs (the demo) rather than people
     http_timeout_s: float = 2.0
 
 
@@ -192,6 +193,13 @@ def atomic_write(path: Path, text: str) -> bool:
     return True
 
 
+def append_event(path: Path, stamp: str, event: Any) -> None:
+    """One JSON line per event, written with one write() so that a reader taking whole lines never sees half."""
+    record = {"time": stamp, "type": event.type, "reason": event.reason, "message": event.message}
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from a file, or None when it is missing, too large, not JSON or not an object."""
     try:
@@ -312,9 +320,12 @@ def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.ti
         if opts.status_file:
             atomic_write(opts.status_file, json.dumps(status, indent=1, sort_keys=True) + "\n")
         for e in d.events:
+            stamp = time.strftime("%H:%M:%S", time.localtime(now))
             if tty and last_progress:
                 out.write("\r\033[K")
-            out.write(f"{time.strftime('%H:%M:%S', time.localtime(now))} {e.type:<7} {e.reason}: {e.message}\n")
+            out.write(f"{stamp} {e.type:<7} {e.reason}: {e.message}\n")
+            if opts.events_file:
+                append_event(opts.events_file, stamp, e)
             last_progress = ""
         line = progress_line(status, len(parsed.canary.steps))
         if line != last_progress:

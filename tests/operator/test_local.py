@@ -365,3 +365,21 @@ def test_a_status_file_that_is_not_one_this_tool_wrote_is_exit_2(tmp_path, capsy
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and "status" in err and len(err) < 600, (bad[:40], err[:300])
         assert not (tmp_path / "routing.json").exists()
+
+
+def test_every_event_printed_is_also_a_json_line_in_the_events_file(tmp_path, capsys):
+    """--events-file is for programs (the demo): the same events as the console lines, one JSON object each."""
+    store = fake_store(tmp_path, (1, 2))
+    rollout = write_rollout(tmp_path, "t", {
+        "model": "mnist", "candidateVersion": 2, "stableVersion": 1,
+        "analysis": {"interval": "200ms", "inconclusiveTimeout": "1s", "routingTimeout": "300ms"}})
+    events, out = tmp_path / "events.jsonl", io.StringIO()
+    code = run_local(LocalOptions(rollout=rollout, routing_file=tmp_path / "routing.json",
+                                  serving_config=tmp_path / "models.config", metrics_urls=["http://127.0.0.1:9/metrics"],
+                                  model_base_path=store, tick_s=0.05, timeout_s=30, events_file=events,
+                                  http_timeout_s=0.2), out=out)
+    assert code == 1
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [r["reason"] for r in records][:2] == ["Created", "GatePassed"] and records[-1]["type"] == "Warning"
+    printed = [line for line in out.getvalue().splitlines() if line[:8].count(":") == 2]
+    assert printed == [f"{r['time']} {r['type']:<7} {r['reason']}: {r['message']}" for r in records]
