@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import shutil
 import sys
 import time
@@ -14,9 +13,9 @@ import yaml
 from mnist_operator.local import atomic_write
 
 from . import configs, metrics, models, progress, rollout, traffic
-from .operator_output import Decision, OperatorView, final_phase
+from .operator_output import OperatorFiles, OperatorView, final_phase
 from .ports import PortInUseError, free_port, require_free_port, wait_for_port
-from .supervisor import Child, Interrupted, Supervisor, install_signal_handlers, wait_until
+from .supervisor import Child, Interrupted, Supervisor, install_signal_handlers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,10 +181,16 @@ def wait_ready(base_url: str, child: Child, timeout_s: float) -> bool:
     return False
 
 
+def operator_files(cfg: DemoConfig) -> tuple[Path, Path]:
+    """Where `mnist-operator local` writes its status (JSON) and its events (JSON lines) for the demo to read."""
+    return cfg.workdir / "operator-status.json", cfg.workdir / "operator-events.jsonl"
+
+
 def operator_command(
     cfg: DemoConfig, rollout_path: Path, routing_path: Path, serving_path: Path, serving_rest: str | None
 ) -> list[str]:
     """`mnist-operator local` against the demo's files and frontend (the gate reads the local model store)."""
+    status_path, events_path = operator_files(cfg)
     argv = [
         models.venv_bin("mnist-operator"),
         "local",
@@ -201,6 +206,10 @@ def operator_command(
         str(cfg.model_dir),
         "--timeout",
         str(int(cfg.rollout_timeout_s)),
+        "--status-file",
+        str(status_path),
+        "--events-file",
+        str(events_path),
     ]
     if serving_rest:
         argv += ["--serving-rest", serving_rest]
@@ -239,17 +248,9 @@ def snapshot_state(
     )
 
 
-def _show_operator_lines(lines: queue.Queue[str], view: OperatorView) -> None:
-    while True:
-        try:
-            line = lines.get_nowait()
-        except queue.Empty:
-            return
-        shown = view.feed(line)
-        if isinstance(shown, Decision):
-            say(shown.render())
-        elif shown:
-            say(f"  operator: {shown}")
+def _show_decisions(files: OperatorFiles, view: OperatorView) -> None:
+    for decision in files.poll(view):
+        say(decision.render())
 
 
 def run_rollout(
@@ -261,19 +262,18 @@ def run_rollout(
 ) -> progress.DemoState:
     """Run the operator to its end, printing its decisions as they come and a progress block every few seconds."""
     rollout_path, routing_path, serving_path = files
-    lines: queue.Queue[str] = queue.Queue()
     view = OperatorView()
+    followed = OperatorFiles(*operator_files(cfg))
     operator = sup.start(
         "operator",
         operator_command(cfg, rollout_path, routing_path, serving_path, serving.serving_rest),
         log_path=cfg.workdir / "logs" / "operator.log",
-        on_line=lines.put,
     )
     started = time.monotonic()
     next_progress = started + 1.0
     previous: metrics.MetricsSnapshot | None = None
     while operator.alive():
-        _show_operator_lines(lines, view)
+        _show_decisions(followed, view)
         now = time.monotonic()
         if now >= next_progress:
             state = snapshot_state(cfg, started, view, routing_path, generator, previous)
@@ -285,12 +285,13 @@ def run_rollout(
                 f"the frontend stopped during the rollout; last lines of its log:\n{serving.frontend.tail()}"
             )
         time.sleep(0.2)
-    # The operator has exited; its last lines may still be in the pipe.
-    wait_until(lambda: operator.drained, timeout_s=5)
-    _show_operator_lines(lines, view)
+    _show_decisions(followed, view)  # what it wrote before it exited
     state = snapshot_state(cfg, started, view, routing_path, generator)
     state.phase = final_phase(view, operator.process.returncode)
     if state.phase == "Failed" and state.reason is None:
+        # It stopped without ending the rollout (bad input, --timeout, a crash): its own words are in its log.
+        for line in operator.tail(5).splitlines():
+            say(f"  operator: {line}")
         state.reason = f"mnist-operator exited {operator.process.returncode}; see {operator.log_path}"
     return state
 

@@ -1,22 +1,19 @@
-"""Make sense of `mnist-operator local` output: the phase it reached and the decisions worth showing.
+"""What the demo learns from `mnist-operator local`: its machine-readable output, never its console text.
 
-The operator prints three kinds of lines (operator/mnist_operator/local.py):
-  events    `HH:MM:SS Normal  CanaryStep: step 2/3: 50% to v2`  (every decision, with its numbers)
-  progress  `Progressing/canary | step 2/3 | candidate 50% | v2: ... | failed checks 0`  (when it changes)
-  the end   `Promoted reason: ...` on stdout, or `RolledBack reason: LowAccuracy: ...` on stderr
+The operator writes the rollout's status to `--status-file` (JSON, replaced atomically each tick) and appends
+every decision to `--events-file` (one JSON object per line: time, type, reason, message); its console lines go
+to its log. The demo follows both files while the operator runs.
 """
 
 from __future__ import annotations
 
-import re
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 TERMINAL = ("Promoted", "RolledBack", "Failed")
-_EVENT_RE = re.compile(r"^(\d\d:\d\d:\d\d) (Normal|Warning)\s+(\w+): (.*)$")
-_PROGRESS_RE = re.compile(r"^(\w+)/(\w+)( \| .*)?$")
-_STEP_RE = re.compile(r"\| step (\d+)/(\d+)")
-_WEIGHT_RE = re.compile(r"\| candidate (\d+)%")
-_END_RE = re.compile(r"^(Promoted|RolledBack|Failed) reason: (.*)$")
+CANARY = "Canary"
 
 
 @dataclass(frozen=True)
@@ -35,46 +32,63 @@ class Decision:
 
 @dataclass
 class OperatorView:
-    """What the demo has learnt from the operator's output so far."""
+    """What the demo has learnt from the operator so far."""
 
     phase: str = "Pending"
     stage: str | None = None
-    step: int | None = None
+    step: int | None = None  # 1-based canary step in progress (the status counts from 0)
     candidate_weight: int | None = None
     reason: str | None = None
     decisions: list[Decision] = field(default_factory=list)
-    other: list[str] = field(default_factory=list)
 
-    def feed(self, line: str) -> Decision | str | None:
-        """Take one output line; a Decision to show, another line worth showing (errors), or None."""
-        text = line.rstrip()
-        if not text.strip():
-            return None
-        event = _EVENT_RE.match(text)
-        if event:
-            decision = Decision(*event.groups())
-            self.decisions.append(decision)
-            return decision
-        end = _END_RE.match(text)
-        if end:
-            self.phase, self.reason = end.group(1), end.group(2).strip()
-            return None
-        progress = _PROGRESS_RE.match(text)
-        if progress:
-            self.phase, self.stage = progress.group(1), progress.group(2)
-            step = _STEP_RE.search(text)
-            self.step = int(step.group(1)) if step else None
-            weight = _WEIGHT_RE.search(text)
-            if weight:
-                self.candidate_weight = int(weight.group(1))
-            return None
-        # Anything else (a bad-input line, a timeout, a traceback) is shown as it is.
-        self.other.append(text)
-        return text
+    def take_status(self, status: dict[str, Any]) -> None:
+        """Phase, stage, step and weight from the rollout's status; at the end, why it ended."""
+        self.phase = str(status.get("phase") or self.phase)
+        self.stage = status.get("stage")
+        self.step = int(status.get("step", 0)) + 1 if self.stage == CANARY else None
+        self.candidate_weight = status.get("candidateWeight")
+        if self.phase in TERMINAL:
+            message = status.get("message", "")
+            # A promotion needs no reason word; a rollback or failure leads with it (LowAccuracy: ...).
+            self.reason = message if self.phase == "Promoted" else f"{status.get('reason')}: {message}"
+
+
+class OperatorFiles:
+    """Follows the operator's status file and events file (both removed first: a status file would be resumed)."""
+
+    def __init__(self, status_path: Path, events_path: Path) -> None:
+        self.status_path, self.events_path = status_path, events_path
+        self._offset = 0
+        self._partial = b""
+        status_path.unlink(missing_ok=True)
+        events_path.unlink(missing_ok=True)
+
+    def poll(self, view: OperatorView) -> list[Decision]:
+        """Update view from the status now; the decisions appended since the last poll, in order."""
+        try:
+            status = json.loads(self.status_path.read_text())
+        except (OSError, ValueError):
+            status = None  # not written yet (the operator replaces it whole, so never half)
+        if isinstance(status, dict):
+            view.take_status(status)
+        new = [Decision(r["time"], r["type"], r["reason"], r["message"]) for r in self._new_records()]
+        view.decisions.extend(new)
+        return new
+
+    def _new_records(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.events_path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except OSError:
+            return []
+        self._offset += len(chunk)
+        *lines, self._partial = (self._partial + chunk).split(b"\n")  # a line being appended waits for its end
+        return [json.loads(line) for line in lines if line.strip()]
 
 
 def final_phase(view: OperatorView, exit_code: int | None) -> str:
-    """The rollout's end: the phase the operator printed, checked against its documented exit code."""
+    """The rollout's end: the phase in the operator's status, checked against its documented exit code."""
     if view.phase in TERMINAL:
         if exit_code == 0 and view.phase != "Promoted":
             return "Failed"  # contradictory: exit 0 is only for Promoted

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -39,8 +39,6 @@ class Child:
     name: str
     process: subprocess.Popen
     log_path: Path | None = None
-    lines: list[str] = field(default_factory=list)
-    drained: bool = True  # False while a reader thread still has output to pass on
 
     @property
     def pid(self) -> int:
@@ -50,11 +48,11 @@ class Child:
         return self.process.poll() is None
 
     def tail(self, count: int = 20) -> str:
-        """The last lines the child wrote (from its log file, or from the captured lines)."""
+        """The last lines the child wrote to its log file ("" without one)."""
         if self.log_path is not None and self.log_path.exists():
             text = self.log_path.read_text(errors="replace").splitlines()
             return "\n".join(text[-count:])
-        return "\n".join(self.lines[-count:])
+        return ""
 
 
 class Supervisor:
@@ -79,56 +77,30 @@ class Supervisor:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         log_path: Path | None = None,
-        on_line: Callable[[str], None] | None = None,
     ) -> Child:
-        """Start argv in a new session. Output goes to log_path, or line by line to on_line (both when both)."""
+        """Start argv in a new session, its output (stdout and stderr) going to log_path."""
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
-        log_file = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 - closed by the reader
-        pipe = on_line is not None
+        log_file = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 - closed below
         try:
             process = subprocess.Popen(
                 list(argv),
                 env=full_env,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE if pipe else (log_file or subprocess.DEVNULL),
+                stdout=log_file or subprocess.DEVNULL,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads touch state between fork and exec here
             )
-        except BaseException:
+        finally:
             if log_file is not None:
-                log_file.close()
-            raise
-        child = Child(name=name, process=process, log_path=log_path, drained=not pipe)
+                log_file.close()  # the child holds its own copy of the descriptor
+        child = Child(name=name, process=process, log_path=log_path)
         with self._lock:
             self.children.append(child)
-        if pipe:
-            threading.Thread(
-                target=self._pump, args=(child, on_line, log_file), name=f"{name}-output", daemon=True
-            ).start()
-        elif log_file is not None:
-            log_file.close()  # the child holds its own copy of the descriptor
         return child
-
-    @staticmethod
-    def _pump(child: Child, on_line: Callable[[str], None], log_file) -> None:
-        assert child.process.stdout is not None
-        try:
-            for raw in child.process.stdout:
-                if log_file is not None:
-                    log_file.write(raw)
-                    log_file.flush()
-                line = raw.decode(errors="replace").rstrip("\n")
-                child.lines.append(line)
-                on_line(line)
-        finally:
-            child.drained = True
-            child.process.stdout.close()
-            if log_file is not None:
-                log_file.close()
 
     def stop(self, child: Child, sig: int = signal.SIGTERM) -> int | None:
         """Signal the child's whole process group, wait up to grace_s, then SIGKILL the group."""
