@@ -102,8 +102,9 @@ def model_status_response(core: ServingCore, request: get_model_status_pb2.GetMo
     return response
 
 
-def start_grpc_server(core: ServingCore, port: int, workers: int = 8) -> tuple[grpc.Server, int]:
-    """Serve both services on 127.0.0.1:port (0 = any free port); returns the server and its port."""
+def start_grpc_server(core: ServingCore, port: int, workers: int = 8,
+                      host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
+    """Serve both services on host:port (0 = any free port); returns the server and its port."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="standin-grpc"),
                          # Like tensorflow_model_server: no message size cap (gRPC's default is 4 MiB);
                          # no SO_REUSEPORT, so a port is never shared with another process.
@@ -111,8 +112,8 @@ def start_grpc_server(core: ServingCore, port: int, workers: int = 8) -> tuple[g
                                   ("grpc.max_send_message_length", -1)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
-        raise OSError(f"cannot bind gRPC port 127.0.0.1:{port}")
+        raise OSError(f"cannot bind gRPC port {host}:{port}")
     server.start()
     return server, bound

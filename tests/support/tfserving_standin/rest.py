@@ -212,12 +212,12 @@ class RestServer(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, core: ServingCore, port: int, prometheus_path: str | None) -> None:
+    def __init__(self, core: ServingCore, port: int, prometheus_path: str | None, host: str = "127.0.0.1") -> None:
         self.core = core
         self.prometheus_path = prometheus_path
         self._connections: set[socket.socket] = set()
         self._connections_mu = threading.Lock()
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__((host, port), _Handler)
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"standin-rest-{self.server_address[1]}", daemon=True)
         self._thread.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import threading
@@ -31,7 +32,8 @@ class StandIn:
     `versions=[1, 2]` for a specific version policy; None = the latest version), or `model_config_file`
     (a text ModelServerConfig re-read every `poll_seconds`). Model directories are re-scanned every
     `file_system_poll_seconds` (default: `poll_seconds`). `path_map` maps config base paths such as the
-    cluster's /models/mnist onto local directories. Ports: 0 = a free one, picked at start.
+    cluster's /models/mnist onto local directories. Ports: 0 = a free one, picked at start. `host`: the
+    loopback address to listen on (another 127.0.0.x plays another pod of one Deployment, on the same ports).
     """
 
     def __init__(self, model_base_path: str | os.PathLike[str] | None = None, model_name: str = "mnist",
@@ -40,9 +42,12 @@ class StandIn:
                  grpc_port: int = 0, rest_port: int = 0, prometheus_path: str | None = PROMETHEUS_PATH,
                  path_map: Mapping[str, str | os.PathLike[str]] | None = None,
                  allow_version_labels_for_unavailable_models: bool = False,
-                 load_timeout_s: float | None = 120.0, grpc_workers: int = 8) -> None:
+                 load_timeout_s: float | None = 120.0, grpc_workers: int = 8, host: str = "127.0.0.1") -> None:
         if (model_base_path is None) == (model_config_file is None):
             raise ValueError("give exactly one of model_base_path or model_config_file")
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"the stand-in listens on loopback addresses only, not {host}")
+        self.host = host
         self.model_name = model_name
         self._base_path = None if model_base_path is None else Path(model_base_path).resolve()
         self._versions = None if versions is None else sorted(int(v) for v in versions)
@@ -126,12 +131,12 @@ class StandIn:
     @property
     def grpc_target(self) -> str:
         """host:port for grpc.insecure_channel."""
-        return f"127.0.0.1:{self._grpc_port}"
+        return f"{self.host}:{self._grpc_port}"
 
     @property
     def rest_url(self) -> str:
         """Base URL of the REST API (no trailing slash)."""
-        return f"http://127.0.0.1:{self._rest_port}"
+        return f"http://{self.host}:{self._rest_port}"
 
     # ---- faults ---------------------------------------------------------------------------------
 
@@ -162,7 +167,8 @@ class StandIn:
         deadline = time.monotonic() + 10
         while True:
             try:
-                self._grpc, self._grpc_port = start_grpc_server(self.core, self._grpc_port, self._grpc_workers)
+                self._grpc, self._grpc_port = start_grpc_server(self.core, self._grpc_port, self._grpc_workers,
+                                                                self.host)
                 return
             except (OSError, RuntimeError):
                 # The old socket may linger a moment after "down"; the port is ours, so retry.
@@ -181,7 +187,7 @@ class StandIn:
         deadline = time.monotonic() + 10
         while True:
             try:
-                self._rest = RestServer(self.core, self._rest_port, self._prometheus_path)
+                self._rest = RestServer(self.core, self._rest_port, self._prometheus_path, self.host)
                 self._rest_port = self._rest.port
                 return
             except OSError:
