@@ -63,15 +63,14 @@ def test_children_die_with_a_demo_killed_by_sigkill(tmp_path):
     pid_file = tmp_path / "child.pid"
     script = textwrap.dedent(
         f"""
-        import sys, time
-        sys.path.insert(0, {str(REPO_ROOT)!r})
+        import time
         from scripts.demo.supervisor import Supervisor
         child = Supervisor().start("sleeper", ["sleep", "300"])
         open({str(pid_file)!r}, "w").write(str(child.pid))
         time.sleep(300)
         """
     )
-    parent = subprocess.Popen([sys.executable, "-c", script])
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT)  # `-c` imports from the cwd
     try:
         assert wait_until(lambda: pid_file.exists() and pid_file.read_text() != "", timeout_s=30)
         child_pid = int(pid_file.read_text())
