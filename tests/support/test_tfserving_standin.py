@@ -36,6 +36,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from scripts.demo.ports import free_port
 from tests.support.tfserving_standin import ServingError, StandIn
 from tests.support.tfserving_standin import config as standin_config
 from tests.support.tfserving_standin.__main__ import main as standin_main
@@ -632,12 +633,6 @@ def test_down_fault_stops_listening_and_resume_reopens_the_same_ports(tiny_store
 
 
 # ---- process mode ---------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def test_process_mode_takes_tensorflow_model_server_flags(tiny_store: Path, repo_root: Path) -> None:
     grpc_port, rest_port = free_port(), free_port()
