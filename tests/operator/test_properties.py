@@ -14,7 +14,10 @@ from mnist_operator.render import routing_document
 from tests.operator.helpers import KEY, Behaviour, World, canary_spec
 
 ACTIONS = ("none", "none", "none", "restart_pod", "metrics_down", "metrics_up", "pause", "resume", "lag", "follow",
-           "new_pod")
+           "new_pod", "replica_joins", "replica_loaded")
+# A TF Serving replica that joined mid-rollout and has not loaded the candidate yet, then has.
+LAGGING = CandidateInfo(True, 0.98, False, "AVAILABLE on 1 of 2 TF Serving replicas")
+LOADED = CandidateInfo(True, 0.98, True, "AVAILABLE on all 2 TF Serving replica(s)")
 
 
 @st.composite
@@ -57,6 +60,10 @@ def apply(w: World, action: str) -> None:
         w.frontends_follow = False
     elif action == "follow":
         w.frontends_follow = True
+    elif action == "replica_joins":
+        w.candidate = LAGGING
+    elif action == "replica_loaded":
+        w.candidate = LOADED
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -64,14 +71,26 @@ def apply(w: World, action: str) -> None:
 def test_invariants_hold_through_any_run(scenario):
     spec, candidate, script = scenario
     w = World(spec, behaviours={1: Behaviour(), 2: candidate})
-    prev_weight, prev_status = 0, None
-    for action, dt in script + [("resume", 2.0), ("metrics_up", 2.0), ("follow", 2.0)] + [("none", 2.0)] * 150:
+    prev_weight, prev_status, prev_labels = 0, None, {"stable": 1}
+    tail = [("resume", 2.0), ("metrics_up", 2.0), ("follow", 2.0), ("replica_loaded", 2.0)] + [("none", 2.0)] * 150
+    for action, dt in script + tail:
         apply(w, action)
         before = copy.deepcopy(w.status)
+        weight_before = w.weight(2)
         w.tick(dt)
         obs = w.last_obs
         d = w.decisions[-1]
         st_ = w.status
+        # Every config TF Serving is given is loadable from scratch: each label names a version it lists...
+        if d.serving is not None:
+            assert set(d.serving.labels.values()) <= set(d.serving.versions), d.serving
+            # ...and a label is added or moved to the candidate only while every replica has it AVAILABLE, so a
+            # replica that skipped configs never meets a move to a version it has not loaded (server_core.cc).
+            moved = {k: v for k, v in d.serving.labels.items() if prev_labels.get(k) != v}
+            assert 2 not in moved.values() or obs.candidate.available, (moved, st_)
+            prev_labels = dict(d.serving.labels)
+        # More traffic goes to the candidate only while every replica has it.
+        assert w.weight(2) <= weight_before or obs.candidate.available, st_
         # Routing is always a valid split.
         assert sum(r["weight"] for r in w.routing["routes"]) == 100
         assert all(0 < r["weight"] <= 100 for r in w.routing["routes"])
