@@ -78,5 +78,9 @@ class BackendUnavailable(BackendError):
     code = "backend_unavailable"
 
 
+class ModelNotServed(BackendUnavailable):
+    """TF Serving answers, but does not serve that model or version (NOT_FOUND / 404): e.g. nothing loaded yet."""
+
+
 class BackendTimeout(BackendError):
     code = "backend_timeout"

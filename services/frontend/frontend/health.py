@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from frontend.errors import BackendError
+from frontend.errors import BackendError, ModelNotServed
 from frontend.state import get_state
 
 bp = Blueprint("health", __name__)
@@ -27,16 +27,20 @@ def readyz() -> Response:
     routing = state.current_routing()
     wanted = routing.versions if routing is not None else set()
     timeout = min(READY_TIMEOUT_S, state.config["BACKEND_TIMEOUT_S"])
+    empty_ok = routing is None and request.args.get("empty") == EMPTY_OK
     try:
         missing = state.backend.missing_versions(wanted, timeout)
     except BackendError as error:
-        response = jsonify({"status": "not ready", "error": {"code": error.code, "message": error.message}})
-        response.status_code = 503
-        return response
+        if not (empty_ok and isinstance(error, ModelNotServed)):
+            response = jsonify({"status": "not ready", "error": {"code": error.code, "message": error.message}})
+            response.status_code = 503
+            return response
+        # TF Serving answers but has no such model yet (its initial config is an empty list): no version at all.
+        missing = {0}
     body = {"status": "ready" if not missing else "not ready", "backend": state.backend.kind,
             "routing_generation": routing.generation if routing is not None else None,
             "versions": sorted(wanted) if wanted else "default"}
-    if missing == {0} and routing is None and request.args.get("empty") == EMPTY_OK:
+    if missing == {0} and empty_ok:
         body["status"] = "ready but empty"
         return jsonify(body)
     if missing:

@@ -22,7 +22,7 @@ from frontend.backends.base import (
     check_result,
     missing_from,
 )
-from frontend.errors import BackendError, BackendTimeout, BackendUnavailable
+from frontend.errors import BackendError, BackendTimeout, BackendUnavailable, ModelNotServed
 from frontend.tfs_protos import messages as tfs
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -69,7 +69,7 @@ def error_from_rpc(error: grpc.RpcError, what: str) -> BackendError:
     if code == grpc.StatusCode.UNAVAILABLE:
         return BackendUnavailable(f"{what}: TF Serving is unreachable ({details[:200]})")
     if code == grpc.StatusCode.NOT_FOUND:
-        return BackendUnavailable(f"{what}: not available at TF Serving ({details[:200]})")
+        return ModelNotServed(f"{what}: not available at TF Serving ({details[:200]})")
     name = code.name if code is not None else "UNKNOWN"
     return BackendError(f"{what}: TF Serving answered {name}: {details[:200]}")
 

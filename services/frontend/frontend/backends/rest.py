@@ -21,7 +21,7 @@ from frontend.backends.base import (
     check_result,
     missing_from,
 )
-from frontend.errors import BackendError, BackendTimeout, BackendUnavailable
+from frontend.errors import BackendError, BackendTimeout, BackendUnavailable, ModelNotServed
 
 CONNECT_TIMEOUT_S = 1.0
 
@@ -66,7 +66,7 @@ class RestBackend:
         except requests.RequestException as exc:
             raise BackendError(f"{what}: {type(exc).__name__}") from None
         if response.status_code == 404:
-            raise BackendUnavailable(f"{what}: not available at TF Serving ({tf_error_message(response)})")
+            raise ModelNotServed(f"{what}: not available at TF Serving ({tf_error_message(response)})")
         if response.status_code == 503:
             raise BackendUnavailable(f"{what}: TF Serving is unavailable ({tf_error_message(response)})")
         if response.status_code == 504:
