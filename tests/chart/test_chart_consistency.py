@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from chartlib import RELEASE, VALUE_SETS, Rendered, component, env_of, pod_labels, pod_spec, pods
 from frontend import config as frontend_config
+from frontend import health as frontend_health
 from mnist_operator import config as operator_config
 
 # Value sets that serve without TF Serving (frontend.backend: embedded): the frontend reads the model store.
@@ -95,7 +96,9 @@ def test_frontend_port_probes_and_service_line_up(rendered: dict[str, Rendered],
     routes = {rule.rule for rule in frontend_app.url_map.iter_rules()}
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["port"] == "http"
-        assert container[probe]["httpGet"]["path"] in routes
+        assert container[probe]["httpGet"]["path"].split("?")[0] in routes
+    # Readiness asks the frontend's own "ready but empty" form (a fresh install: helm install --wait finishes).
+    assert container["readinessProbe"]["httpGet"]["path"] == f"/readyz?empty={frontend_health.EMPTY_OK}"
     assert {"/healthz", "/readyz", "/metrics", "/v1/predict"} <= routes
     selector, target = service_target(r, f"{RELEASE}-mnist-platform-frontend", 80)
     assert target == "http" and selector_matches(selector, pod_labels(frontend))
@@ -114,10 +117,15 @@ def test_frontend_reaches_tf_serving_through_its_services(rendered: dict[str, Re
     assert selector_matches(selector, pod_labels(serving))
     assert container_port(serving, target) == int(arg_value(args, "--port")) == 8500
     rest = env["MNIST_SERVING_REST"].removeprefix("http://")
-    host, port = rest.rsplit(":", 1)
-    selector, target = service_target(r, host, int(port))
+    rest_host, port = rest.rsplit(":", 1)
+    selector, target = service_target(r, rest_host, int(port))
     assert selector_matches(selector, pod_labels(serving))
     assert container_port(serving, target) == int(arg_value(args, "--rest_api_port")) == 8501
+    # Both through the headless Service: its DNS name lists every ready pod, and the frontend spreads over them
+    # (a ClusterIP would pin each of its long-lived connections to one pod). Not-ready pods are not listed.
+    assert rest_host == host
+    headless = r.get("Service", host)["spec"]
+    assert headless["clusterIP"] == "None" and not headless.get("publishNotReadyAddresses", False)
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -170,8 +178,14 @@ def test_operator_env_names_values_and_selector(rendered: dict[str, Rendered], v
     selector = parse_label_selector(config.frontend_selector)
     chosen = [obj for obj in pods(r) if selector_matches(selector, pod_labels(obj))]
     assert chosen == [frontend], "the operator's frontend selector must pick the frontend pods and nothing else"
-    # TF Serving's REST address, or none (the AVAILABLE gate then checks the model store) where it is not deployed.
-    assert config.serving_rest == env_of(container_of(frontend)).get("MNIST_SERVING_REST", "")
+    # TF Serving's REST address, or none (the AVAILABLE gate then checks the model store) where it is not deployed:
+    # the ClusterIP Service, which reaches the pods the frontend spreads over through its headless one.
+    if "MNIST_SERVING_REST" in env_of(container_of(frontend)):
+        host, port = config.serving_rest.removeprefix("http://").rsplit(":", 1)
+        selector, target = service_target(r, host, int(port))
+        assert selector_matches(selector, pod_labels(only(r, "serving"))) and target == "rest"
+    else:
+        assert config.serving_rest == ""
     # The namespace it watches is its own (downward API), where the chart puts the CRs' ConfigMaps.
     assert env["MNIST_OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
 
@@ -276,6 +290,10 @@ def test_operator_args_parse_with_the_operator_cli(rendered: dict[str, Rendered]
     assert container["command"] == ["mnist-operator"]
     args = cli.build_parser().parse_args(container["args"])
     assert args.command == "run" and args.standalone, "one replica, no peering"
+    # A fresh install needs no manual step: the operator creates its ConfigMaps where Argo CD skipped the hooks,
+    # and rolls the first trained version in (sim-values leaves that to make sim-up).
+    assert args.create_configmaps
+    assert args.initial_rollout is (value_set != "sim-values")
     liveness = args.liveness.rsplit(":", 1)[1]
     port, path = liveness.split("/", 1)
     assert int(port) == container_port(operator, "health")

@@ -1,0 +1,84 @@
+"""A fresh install with no manual step, on the real control plane (docs/CLUSTER.md, "helm install --wait, Argo CD").
+
+`helm install --wait` of the default values finishes with the install-time training Job complete (kwok runs no
+container and marks pods Ready regardless of probes: that no readiness waits for a model is checked on the
+rendered probes, tests/chart/test_chart_install_wait.py). Then the operator's start-up duties, called as the
+chart's operator ServiceAccount with the Deployment's environment, against what Helm left: with the ConfigMaps
+gone (as under Argo CD, which skips their hooks) it creates both with their initial content, never changes one
+that exists, and rolls the first registered version in while nothing routes to the model, once.
+"""
+
+from __future__ import annotations
+
+import kubernetes
+import requests
+from google.protobuf import text_format
+from mnist_operator import bootstrap, handlers
+from mnist_operator.cli import build_parser
+from mnist_operator.config import OperatorConfig
+from tensorflow_serving.config import model_server_config_pb2
+
+from tests.cluster.chart_release import PREFIX, ChartRelease
+from tests.support.cluster import Cluster
+
+MR = ("ml.mnist-platform.dev/v1alpha1", "ModelRollout")
+
+
+def operator_container(cluster: Cluster) -> tuple[dict[str, str], list[str], str]:
+    """The operator's environment (the namespace fieldRef resolved), args and ServiceAccount, as helm made them."""
+    pod = cluster.get("apps/v1", "Deployment", f"{PREFIX}-operator")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {item["name"]: item["value"] if "value" in item else cluster.namespace for item in container["env"]}
+    return env, container["args"], pod["serviceAccountName"]
+
+
+def modelversion(version: int) -> dict:
+    """What the trainer registers after publishing a version."""
+    return {"apiVersion": "ml.mnist-platform.dev/v1alpha1", "kind": "ModelVersion",
+            "metadata": {"name": f"mnist-v{version}", "labels": {"ml.mnist-platform.dev/model": "mnist"}},
+            "spec": {"model": "mnist", "version": version, "path": f"/models/mnist/{version}", "testAccuracy": 0.98,
+                     "created": "2026-01-01T00:00:00Z", "datasetSha256": "0" * 64, "gitCommit": None}}
+
+
+def test_install_wait_finishes_and_the_operator_bootstraps_configmaps_and_the_first_version(cluster: Cluster) -> None:
+    with ChartRelease(cluster, "default").prepared() as release:
+        release.install()  # helm install --wait: returns once the post-install training Job completed
+        job = cluster.get("batch/v1", "Job", f"{PREFIX}-train-initial")
+        assert any(c["type"] == "Complete" and c["status"] == "True" for c in job["status"]["conditions"])
+
+        env, args, service_account = operator_container(cluster)
+        flags = build_parser().parse_args(args)
+        assert flags.create_configmaps and flags.initial_rollout, "the chart turns both duties on"
+        cfg = OperatorConfig.from_env(env)
+        names = (cfg.serving_configmap, cfg.routing_configmap)
+        assert names == (f"{PREFIX}-model-config", f"{PREFIX}-routing")
+        kubeconfig = cluster.service_account_kubeconfig(service_account)
+        with kubernetes.config.new_client_from_config(str(kubeconfig)) as api:
+            c = handlers.Clients(cfg=cfg, core=kubernetes.client.CoreV1Api(api),
+                                 custom=kubernetes.client.CustomObjectsApi(api), http=requests.Session())
+
+            # Argo CD: the hooks were skipped, so there are no ConfigMaps; the operator's RBAC lets it create them.
+            for name in names:
+                cluster.check(cluster.kubectl("delete", "configmap", name))
+            assert sorted(bootstrap.create_missing_configmaps(c, cluster.namespace)) == sorted(names)
+            models = cluster.get("v1", "ConfigMap", cfg.serving_configmap)["data"][cfg.serving_key]
+            parsed = text_format.Parse(models, model_server_config_pb2.ModelServerConfig())
+            assert not parsed.model_config_list.config, "TF Serving starts ready but empty"
+            assert not cluster.get("v1", "ConfigMap", cfg.routing_configmap).get("data"), "no routing.json yet"
+            assert bootstrap.create_missing_configmaps(c, cluster.namespace) == [], "create only"
+
+            # The install-time training registers v1: nothing routes to mnist and no rollout exists.
+            cluster.apply(modelversion(1))
+            name, why = bootstrap.start_initial_rollout(c, cluster.namespace, "mnist", 1)
+            assert name == "mnist-initial", why
+            rollout = cluster.get(*MR, name)
+            assert rollout["spec"]["candidateVersion"] == 1 and "stableVersion" not in rollout["spec"]
+            assert rollout["spec"]["strategy"] == "canary", "the CRD's defaults fill in the rest"
+            cluster.apply(modelversion(2))
+            again, why = bootstrap.start_initial_rollout(c, cluster.namespace, "mnist", 2)
+            assert again is None and "mnist-initial" in why, "only the first version is rolled in by itself"
+
+            # After the operator wrote its configs, a restart's create_missing_configmaps leaves them alone.
+            written = release.operator_writes()
+            assert bootstrap.create_missing_configmaps(c, cluster.namespace) == []
+            assert release.configmap_data() == written
