@@ -47,6 +47,20 @@ def _optional_str(text: str) -> str | None:
     return text or None
 
 
+def _grpc_target(text: str) -> str:
+    from frontend.backends.replicas import parse_grpc_target
+
+    parse_grpc_target(text)
+    return text
+
+
+def _rest_url(text: str) -> str:
+    from frontend.backends.replicas import parse_rest_url
+
+    parse_rest_url(text)
+    return text
+
+
 BACKENDS = ("embedded", "grpc", "rest")
 
 
@@ -69,10 +83,15 @@ ENV_SETTINGS: tuple[Setting, ...] = (
     Setting("MNIST_MODEL_NAME", "MODEL_NAME", "mnist", str, "Model name at TF Serving and in metrics.", "--model-name"),
     Setting("MNIST_MODEL_BASE_PATH", "MODEL_BASE_PATH", "models/mnist", str,
             "Directory of integer version dirs (embedded backend only).", "--model-base-path"),
-    Setting("MNIST_SERVING_GRPC", "SERVING_GRPC", "127.0.0.1:8500", str, "TF Serving gRPC target host:port.",
-            "--serving-grpc"),
-    Setting("MNIST_SERVING_REST", "SERVING_REST", "http://127.0.0.1:8501", str, "TF Serving REST base URL.",
+    Setting("MNIST_SERVING_GRPC", "SERVING_GRPC", "127.0.0.1:8500", _grpc_target,
+            "TF Serving gRPC target `host:port` (or `dns:///host:port`). The host is resolved to every address it "
+            "has (a headless Service: one per ready pod) and calls are spread over them.", "--serving-grpc"),
+    Setting("MNIST_SERVING_REST", "SERVING_REST", "http://127.0.0.1:8501", _rest_url,
+            "TF Serving REST base URL `http://host:port`; its host is spread over like the gRPC target's.",
             "--serving-rest"),
+    Setting("MNIST_SERVING_RESOLVE_S", "SERVING_RESOLVE_S", 10.0, _positive_float,
+            "How often (seconds) the TF Serving host is resolved again, so that replicas added or removed behind "
+            "it get or lose traffic; also about 1 s after a call found a replica unavailable."),
     Setting("MNIST_ROUTING_FILE", "ROUTING_FILE", None, _optional_str,
             "Routing config JSON (a mounted ConfigMap); reloaded on change. Unset: every request goes to the "
             "version the backend serves by default (its latest).", "--routing-file"),

@@ -47,11 +47,19 @@ class Metrics:
         self.feedback_claim_errors = Counter("mnist_frontend_feedback_claim_errors",
                                              "Feedback claims the pod's shared file could not record (counted by "
                                              "the worker alone)", ["model"], registry=r)
+        self.backend_retries = Counter("mnist_frontend_backend_retries",
+                                       "Predictions that met UNAVAILABLE on one TF Serving replica and were sent once "
+                                       "to another; outcome of that second call", ["model", "outcome"], registry=r)
+        self.backend_replicas = Gauge("mnist_frontend_backend_replicas",
+                                      "TF Serving replicas (addresses) the serving name resolved to last", ["model"],
+                                      registry=r, multiprocess_mode="livemostrecent")
         # Make the per-model series exist from the start, so rate() and absent() behave.
         self.routing_generation.labels(model).set(0)
         self.routing_reload_errors.labels(model)
         self.shadow_dropped.labels(model)
         self.feedback_claim_errors.labels(model)
+        for outcome in ("ok", "error"):
+            self.backend_retries.labels(model, outcome)
 
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from frontend.auth import ApiKey, parse_key_file
-from frontend.backends import Backend, make_backend
+from frontend.backends import Backend, BackendEvents, make_backend
 from frontend.claims import Claims, SharedClaims
 from frontend.errors import ConfigError
 from frontend.feedback import AnswerStore
@@ -73,7 +73,9 @@ def init_state(app: Flask, backend: Backend | None = None) -> FrontendState:
     config = app.config
     model = config["MODEL_NAME"]
     metrics = Metrics(model)
-    backend = backend or make_backend(config)
+    backend = backend or make_backend(config, BackendEvents(
+        retried=lambda outcome: metrics.backend_retries.labels(model, outcome).inc(),
+        resolved=lambda count: metrics.backend_replicas.labels(model).set(count)))
 
     def routing_loaded(routing: RoutingConfig) -> None:
         metrics.routing_generation.labels(model).set(routing.generation)

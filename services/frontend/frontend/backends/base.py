@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -22,6 +23,18 @@ class BackendResult:
     version: int
     probabilities: np.ndarray  # float32 [N, 10]
     digits: np.ndarray  # int64 [N]
+
+
+def _ignore(_: object) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class BackendEvents:
+    """What a TF Serving backend reports as it goes (the app turns them into metrics; by default nothing)."""
+
+    retried: Callable[[str], None] = field(default=_ignore)  # a predict retried on another replica: "ok" / "error"
+    resolved: Callable[[int], None] = field(default=_ignore)  # the serving name resolved to this many replicas
 
 
 class Backend(Protocol):

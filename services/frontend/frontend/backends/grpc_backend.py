@@ -1,14 +1,17 @@
 """TF Serving over gRPC: PredictionService/Predict and ModelService/GetModelStatus with TensorProto payloads.
 
-One long-lived channel per worker process (created lazily, and again after a fork). Messages come from the
-vendored official descriptors (frontend.tfs_protos), so TensorFlow is not needed at run time. The channel
-reconnects with a short backoff, so the frontend recovers within about a second when TF Serving comes back.
+One channel per TF Serving replica per worker process (frontend.backends.replicas: the target's name is resolved
+again every `resolve_every_s`, calls go round-robin, a Predict that meets UNAVAILABLE is made once more on another
+replica). Made lazily, and again after a fork. Messages come from the vendored official descriptors
+(frontend.tfs_protos), so TensorFlow is not needed at run time. Channels reconnect with a short backoff, so a
+restarted replica is used again within about a second.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -18,11 +21,20 @@ from frontend.backends.base import (
     OUTPUT_DIGIT,
     OUTPUT_PROBABILITIES,
     SIGNATURE,
+    BackendEvents,
     BackendResult,
     check_result,
     missing_from,
 )
-from frontend.errors import BackendError, BackendTimeout, BackendUnavailable, ModelNotServed
+from frontend.backends.replicas import (
+    DEFAULT_RESOLVE_EVERY_S,
+    Replicas,
+    Resolve,
+    host_for_url,
+    parse_grpc_target,
+    system_resolve,
+)
+from frontend.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError, ModelNotServed
 from frontend.tfs_protos import messages as tfs
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -74,32 +86,57 @@ def error_from_rpc(error: grpc.RpcError, what: str) -> BackendError:
     return BackendError(f"{what}: TF Serving answered {name}: {details[:200]}")
 
 
+def _retryable(error: BaseException) -> bool:
+    """UNAVAILABLE: the replica could not take the call (connection refused or dropped, or it said so)."""
+    return isinstance(error, grpc.RpcError) and hasattr(error, "code") and error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+class _Stubs:
+    """One replica's channel and the two methods called on it."""
+
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.predict = self.channel.unary_unary(
+            tfs.PREDICT_METHOD, request_serializer=tfs.PredictRequest.SerializeToString,
+            response_deserializer=tfs.PredictResponse.FromString)
+        self.status = self.channel.unary_unary(
+            tfs.GET_MODEL_STATUS_METHOD, request_serializer=tfs.GetModelStatusRequest.SerializeToString,
+            response_deserializer=tfs.GetModelStatusResponse.FromString)
+
+
 class GrpcBackend:
     kind = "grpc"
 
-    def __init__(self, target: str, model: str) -> None:
+    def __init__(self, target: str, model: str, *, resolve: Resolve = system_resolve,
+                 resolve_every_s: float = DEFAULT_RESOLVE_EVERY_S, events: BackendEvents | None = None) -> None:
+        try:
+            self.host, self.port = parse_grpc_target(target)
+        except ValueError as exc:
+            raise ConfigError(f"TF Serving gRPC target {target!r}: {exc}") from None
         self.target = target
         self.model = model
+        self._resolve = resolve
+        self._resolve_every_s = resolve_every_s
+        self._events = events or BackendEvents()
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._channel: grpc.Channel | None = None
+        self._replicas: Replicas[_Stubs] | None = None
 
-    def _callables(self):
+    def replicas(self) -> Replicas[_Stubs]:
+        """This process's replicas (made again after a fork: a parent's channels are not usable in a child)."""
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
-                    self._channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
-                    self._predict = self._channel.unary_unary(
-                        tfs.PREDICT_METHOD, request_serializer=tfs.PredictRequest.SerializeToString,
-                        response_deserializer=tfs.PredictResponse.FromString)
-                    self._status = self._channel.unary_unary(
-                        tfs.GET_MODEL_STATUS_METHOD, request_serializer=tfs.GetModelStatusRequest.SerializeToString,
-                        response_deserializer=tfs.GetModelStatusResponse.FromString)
+                    self._replicas = Replicas(
+                        self.host, self.port, lambda address: _Stubs(f"{host_for_url(address)}:{self.port}"),
+                        lambda stubs: stubs.channel.close(), resolve=self._resolve,
+                        resolve_every_s=self._resolve_every_s, on_resolved=self._events.resolved,
+                        on_retry=self._events.retried)
                     self._pid = os.getpid()
-        return self._predict, self._status
+        return self._replicas
 
     def predict(self, images: np.ndarray, version: int | None, timeout_s: float) -> BackendResult:
-        predict, _ = self._callables()
+        deadline = time.monotonic() + timeout_s
         request = tfs.PredictRequest()
         request.model_spec.name = self.model
         request.model_spec.signature_name = SIGNATURE
@@ -109,7 +146,9 @@ class GrpcBackend:
         request.output_filter.extend([OUTPUT_PROBABILITIES, OUTPUT_DIGIT])
         what = f"model {self.model} version {version if version is not None else '(default)'}"
         try:
-            response = predict(request, timeout=timeout_s)
+            # A retry gets what is left of the one deadline (it is at least most of it: UNAVAILABLE comes fast).
+            response = self.replicas().call(
+                lambda stubs: stubs.predict(request, timeout=max(deadline - time.monotonic(), 0.001)), _retryable)
         except grpc.RpcError as error:
             raise error_from_rpc(error, what) from None
         if OUTPUT_PROBABILITIES not in response.outputs or OUTPUT_DIGIT not in response.outputs:
@@ -121,11 +160,11 @@ class GrpcBackend:
                             array_from_tensor(response.outputs[OUTPUT_DIGIT], "<i8"), len(images), int(answered))
 
     def available_versions(self, timeout_s: float) -> set[int]:
-        _, status = self._callables()
+        """What one replica (the next round-robin) reports: replicas load the same model config."""
         request = tfs.GetModelStatusRequest()
         request.model_spec.name = self.model
         try:
-            response = status(request, timeout=timeout_s)
+            response = self.replicas().call(lambda stubs: stubs.status(request, timeout=timeout_s))
         except grpc.RpcError as error:
             raise error_from_rpc(error, f"status of model {self.model}") from None
         return {int(s.version) for s in response.model_version_status if s.state == tfs.STATE_AVAILABLE}
@@ -134,6 +173,6 @@ class GrpcBackend:
         return missing_from(self.available_versions(timeout_s), wanted)
 
     def close(self) -> None:
-        if self._channel is not None and self._pid == os.getpid():
-            self._channel.close()
+        if self._replicas is not None and self._pid == os.getpid():
+            self._replicas.close()
         self._pid = None
