@@ -22,7 +22,8 @@ def names(r: Rendered, kind: str) -> set[str]:
 def test_default_install_has_every_part(rendered: dict[str, Rendered]) -> None:
     r = rendered["default"]
     assert names(r, "Deployment") == {f"{PREFIX}-serving", f"{PREFIX}-frontend", f"{PREFIX}-operator"}
-    assert names(r, "Service") == {f"{PREFIX}-serving-grpc", f"{PREFIX}-serving-rest", f"{PREFIX}-frontend"}
+    assert names(r, "Service") == {f"{PREFIX}-serving-grpc", f"{PREFIX}-serving-rest", f"{PREFIX}-serving-headless",
+                                   f"{PREFIX}-frontend"}
     assert names(r, "ConfigMap") >= {f"{PREFIX}-model-config", f"{PREFIX}-routing", f"{PREFIX}-serving-config"}
     assert names(r, "HorizontalPodAutoscaler") == {f"{PREFIX}-serving", f"{PREFIX}-frontend"}
     assert names(r, "PodDisruptionBudget") == {f"{PREFIX}-serving", f"{PREFIX}-frontend"}

@@ -8,10 +8,11 @@ The frontend's environment: every name here is defined in services/frontend/fron
 - name: MNIST_MODEL_NAME
   value: {{ .Values.modelName | quote }}
 {{- if include "mnist-platform.servingEnabled" . }}
+{{- /* The headless Service: the frontend resolves it to every ready TF Serving pod and spreads over them. */}}
 - name: MNIST_SERVING_GRPC
-  value: {{ printf "%s:%d" (include "mnist-platform.servingGrpcName" .) (int .Values.serving.grpcPort) | quote }}
+  value: {{ printf "%s:%d" (include "mnist-platform.servingHeadlessName" .) (int .Values.serving.grpcPort) | quote }}
 - name: MNIST_SERVING_REST
-  value: {{ printf "http://%s:%d" (include "mnist-platform.servingRestName" .) (int .Values.serving.restPort) | quote }}
+  value: {{ printf "http://%s:%d" (include "mnist-platform.servingHeadlessName" .) (int .Values.serving.restPort) | quote }}
 {{- else }}
 - name: MNIST_MODEL_BASE_PATH
   value: {{ include "mnist-platform.modelBasePath" . | quote }}

@@ -68,6 +68,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "mnist-platform.servingConfigName" -}}{{ include "mnist-platform.componentName" (list . "serving-config") }}{{- end }}
 {{- define "mnist-platform.servingGrpcName" -}}{{ include "mnist-platform.componentName" (list . "serving-grpc") }}{{- end }}
 {{- define "mnist-platform.servingRestName" -}}{{ include "mnist-platform.componentName" (list . "serving-rest") }}{{- end }}
+{{- define "mnist-platform.servingHeadlessName" -}}{{ include "mnist-platform.componentName" (list . "serving-headless") }}{{- end }}
 {{- define "mnist-platform.frontendName" -}}{{ include "mnist-platform.componentName" (list . "frontend") }}{{- end }}
 {{- define "mnist-platform.modelStoreClaim" -}}
 {{- default (include "mnist-platform.componentName" (list . "models")) .Values.modelStore.existingClaim }}
