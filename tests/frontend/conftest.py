@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,11 +11,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import requests
 from flask import Flask
 from frontend.app import create_app
 from frontend.state import get_state
 from werkzeug.serving import make_server
+
+from tests.support.frontend_process import FrontendProcess
 
 
 @pytest.fixture
@@ -113,59 +109,12 @@ def healthy_standin(standin):
     standin.resume()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Frontend:
-    """`mnist-frontend` as a subprocess; stdout (access log) and stderr collected in files. With `app` (a
-    "module:factory()" importable from the repository root), gunicorn with the frontend's config serves that app."""
-
-    def __init__(self, tmp_path: Path, env: dict[str, str], app: str | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.out = tmp_path / "stdout.log"
-        self.err = tmp_path / "stderr.log"
-        inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}  # a test may set it
-        full_env = {**inherited, "MNIST_BIND": f"127.0.0.1:{self.port}", "MNIST_WORKERS": "2", "MNIST_THREADS": "4",
-                    "MNIST_ROUTING_CHECK_S": "0.2", **env}
-        command = [sys.executable, "-m", "frontend.cli"]
-        if app:
-            command = [sys.executable, "-m", "gunicorn", "-c", "python:frontend.gunicorn_conf", app]
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.process = subprocess.Popen(command, env=full_env, stdout=out, stderr=err, start_new_session=True,
-                                            cwd=Path(__file__).resolve().parents[2])
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.err.read_text()[-3000:]
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:  # not listening yet, or workers still importing
-                pass
-            time.sleep(0.2)
-        raise AssertionError("frontend not ready: " + self.err.read_text()[-3000:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
 @pytest.fixture
 def frontend_factory(tmp_path):
-    started: list[Frontend] = []
+    started: list[FrontendProcess] = []
 
-    def start(app: str | None = None, **env: str) -> Frontend:
-        frontend = Frontend(tmp_path, env, app)
+    def start(app: str | None = None, **env: str) -> FrontendProcess:
+        frontend = FrontendProcess(tmp_path, env, app)
         started.append(frontend)
         frontend.wait_ready()
         return frontend

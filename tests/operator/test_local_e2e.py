@@ -9,8 +9,6 @@ agreement with stable.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,16 +21,13 @@ import pytest
 import requests
 import yaml
 from google.protobuf import text_format
+from mnist_operator.render import RoutingState, render_routing
 from tensorflow_serving.config import model_server_config_pb2
+
+from tests.support.frontend_process import FrontendProcess
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Traffic:
@@ -82,39 +77,18 @@ def frontend(published_models, tmp_path_factory, mnist_npz):
     """One gunicorn frontend (1 worker) over v1, v2 and broken v3, routing from a file the operator writes."""
     work = tmp_path_factory.mktemp("local-e2e")
     routing = work / "routing.json"
-    routing.write_text(json.dumps({"model": "mnist", "strategy": "single",
-                                   "routes": [{"version": 1, "label": "stable", "weight": 100}], "generation": 1}))
-    port = free_port()
-    env = {**os.environ, "MNIST_ROUTING_CHECK_S": "0.2", "MNIST_ACCESS_LOG": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    log = (work / "frontend.log").open("w")
-    proc = subprocess.Popen([str(BIN / "mnist-frontend"), "--backend", "embedded", "--model-name", "mnist",
-                             "--model-base-path", str(published_models.base_path), "--routing-file", str(routing),
-                             "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    routing.write_text(render_routing(RoutingState.single("mnist", 1), generation=1))
+    server = FrontendProcess(work, {"MNIST_BACKEND": "embedded", "MNIST_MODEL_NAME": "mnist",
+                                    "MNIST_MODEL_BASE_PATH": str(published_models.base_path),
+                                    "MNIST_ROUTING_FILE": str(routing), "MNIST_WORKERS": "1", "MNIST_THREADS": "4",
+                                    "MNIST_ACCESS_LOG": "0", "TF_CPP_MIN_LOG_LEVEL": "2"})
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (work / "frontend.log").read_text()[-3000:]
-            try:
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("frontend not ready: " + (work / "frontend.log").read_text()[-3000:])
+        server.wait_ready(timeout=90)
         with np.load(mnist_npz) as d:
             images, labels = d["x_test"][:2000], d["y_test"][:2000]
-        yield {"base": base, "routing": routing, "work": work, "images": images, "labels": labels}
+        yield {"base": server.url, "routing": routing, "work": work, "images": images, "labels": labels}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+        server.stop()
 
 
 _generation = [100]
@@ -123,9 +97,7 @@ _generation = [100]
 def start_from(frontend, stable: int) -> None:
     """Every scenario starts with all traffic on `stable` (a fresh, higher routing generation)."""
     _generation[0] += 100
-    frontend["routing"].write_text(json.dumps({"model": "mnist", "strategy": "single",
-                                               "routes": [{"version": stable, "label": "stable", "weight": 100}],
-                                               "generation": _generation[0]}))
+    frontend["routing"].write_text(render_routing(RoutingState.single("mnist", stable), _generation[0]))
     time.sleep(0.5)  # the frontend re-reads the file every 0.2 s
 
 
