@@ -19,6 +19,8 @@ PLATFORM ?=
 PYTHON_IMAGE ?=
 LOCAL_BASE ?=
 IMAGE_BUILD_FLAGS ?=
+BUILD_CA_BUNDLE ?= $(firstword $(wildcard /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt))
+, := ,
 IMAGES ?= trainer $(if $(EMBEDDED),frontend-embedded,frontend) operator
 ALL_IMAGES := trainer frontend frontend-embedded operator
 IMAGE_LOGS := build/images
@@ -35,12 +37,19 @@ IMAGE_DOCKERFILE_operator := operator/Dockerfile
 IMAGE_ARGS_trainer = $(if $(GPU),--build-arg TF_EXTRAS=and-cuda)
 IMAGE_ARGS_frontend-embedded := --build-arg EXTRAS=[embedded]
 
-# LOCAL_BASE: the base made by scripts/images/base-image.sh; its pip trusts the host's CA certificates (mounted
-# for the build, never copied into an image) and reaches PyPI through the host's network.
+# LOCAL_BASE: the base made by scripts/images/base-image.sh, reaching PyPI through the host's network.
+# BUILD_CA_BUNDLE: the CA certificates pip trusts while it downloads (default: the host's bundle, so a TLS-inspecting
+# proxy's CA is trusted as on the host), passed as a build secret: mounted for that one step, never in a layer,
+# and no part of any cache key. Empty: pip's own.
 ENGINE_NAME = $(eval ENGINE_NAME := $$(shell $(ENGINE) --which 2>/dev/null))$(ENGINE_NAME)
-IMAGE_BASE_ARGS = $(if $(LOCAL_BASE),--build-arg PYTHON_IMAGE=$(shell scripts/images/base-image.sh --name) --network host \
-  $(if $(and $(filter podman,$(ENGINE_NAME)),$(wildcard /etc/ssl/certs)),--volume /etc/ssl/certs:/etc/ssl/certs:ro),\
-  $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)))
+# The Debian architecture of PLATFORM (linux/arm64 -> arm64); empty: this machine's. The local base is made for it.
+IMAGE_ARCH = $(if $(PLATFORM),$(lastword $(subst /, ,$(PLATFORM))))
+HOST_ARCH := $(patsubst x86_64,amd64,$(patsubst aarch64,arm64,$(shell uname -m)))
+FOREIGN_ARCH = $(filter-out $(HOST_ARCH),$(IMAGE_ARCH))
+BASE_IMAGE = BASE_ARCH=$(IMAGE_ARCH) scripts/images/base-image.sh
+IMAGE_BASE_ARGS = $(if $(LOCAL_BASE),--build-arg PYTHON_IMAGE=$(shell $(BASE_IMAGE) --name) --network host \
+  ,$(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE))) \
+  $(if $(BUILD_CA_BUNDLE),--secret id=ca-certificates$(,)src=$(BUILD_CA_BUNDLE))
 
 TEST_DEPS += container-engine base-image test-images-build
 
@@ -71,8 +80,12 @@ kind-load: ## load the images into the kind nodes (no registry needed)
 	    $(KIND) load image-archive $(IMAGE_LOGS)/$(n).tar --name $(KIND_CLUSTER) && rm -f $(IMAGE_LOGS)/$(n).tar,\
 	    $(KIND) load docker-image $(call image_ref,$(n)) --name $(KIND_CLUSTER)) && ) true
 
-container-engine: ## podman, runc and debootstrap from Debian where missing (idempotent; needs root or sudo)
-	@missing="$$($(ENGINE) --which >/dev/null 2>&1 || echo podman runc) $$(command -v debootstrap >/dev/null || echo debootstrap)"; \
+# A foreign PLATFORM's builds run its binaries under qemu, through the kernel's binfmt_misc handler.
+QEMU_ARCH = $(patsubst amd64,x86_64,$(patsubst arm64,aarch64,$(FOREIGN_ARCH)))
+
+container-engine: ## podman, runc, debootstrap (and qemu-user-static for a foreign PLATFORM) from Debian where missing (idempotent; needs root or sudo)
+	@missing="$$($(ENGINE) --which >/dev/null 2>&1 || echo podman runc) $$(command -v debootstrap >/dev/null || echo debootstrap) \
+	  $(if $(FOREIGN_ARCH),$$(grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-$(QEMU_ARCH) 2>/dev/null || echo qemu-user-static))"; \
 	if [ -z "$${missing// /}" ]; then exit 0; fi; \
 	echo "==> installing $$missing from Debian (the image tests build and run containers)"; \
 	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
@@ -82,7 +95,7 @@ container-engine: ## podman, runc and debootstrap from Debian where missing (ide
 	  || { echo "error: apt-get install $$missing failed" >&2; exit 1; }
 
 base-image: container-engine ## the Debian bookworm + Python 3.11 base image, made here (debootstrap; cached until its recipe changes)
-	@scripts/images/base-image.sh
+	@$(BASE_IMAGE)
 
 # What tests/images runs: all four images FROM the local base, tagged :test. Under make test and make test-images
 # the tests are told the commit they were built from (MNIST_IMAGES_COMMIT) and use them as they are; run on its

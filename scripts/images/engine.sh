@@ -24,7 +24,12 @@ detect() {
 
 engine=$(detect)
 if [ "${1:-}" = --which ]; then echo "$engine"; exit 0; fi
-[ "$engine" = podman ] || exec "$engine" "$@"
+if [ "$engine" = docker ]; then
+  # The Dockerfiles' RUN --mount (wheel cache, CA secret) needs BuildKit: docker before 23.0 builds with its
+  # legacy builder unless told; from 23.0 on `docker build` is buildx, and this says nothing more.
+  [ "${1:-}" = build ] && export DOCKER_BUILDKIT=1
+  exec docker "$@"
+fi
 
 # podman: runc where it is installed (crun fails on some cgroup v1 hosts), and ulimits that a process without
 # CAP_SYS_RESOURCE may set (podman's own default, nofile=1048576, is refused there).

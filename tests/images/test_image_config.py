@@ -3,7 +3,9 @@ OCI labels naming the commit it was built from, its size, and a pinned default b
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 
 import pytest
 import yaml
@@ -68,3 +70,43 @@ def test_default_base_image_is_the_official_pinned_python(path) -> None:
     text = (REPO_ROOT / path).read_text()
     assert re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE) == ["python:3.11-slim-bookworm"]
     assert set(re.findall(r"^FROM (\S+)", text, re.MULTILINE)) <= {"${PYTHON_IMAGE}", "deps"}
+
+
+@pytest.mark.parametrize("path", sorted(set(DOCKERFILES.values())))
+def test_only_the_downloading_step_sees_the_ca_bundle_and_only_as_a_build_secret(path) -> None:
+    """A TLS-inspecting proxy's CA reaches pip as a build secret (mounted for one step, in no layer or cache key)."""
+    text = (REPO_ROOT / path).read_text()
+    steps = re.findall(r"^RUN (?:.*\\\n)*.*$", text, re.MULTILINE)
+    with_secret = [s for s in steps if "type=secret,id=ca-certificates" in s]
+    assert len(with_secret) == 1 and "pip download" in with_secret[0], with_secret
+    assert "PIP_CERT=/run/secrets/ca-certificates.crt" in with_secret[0]
+    assert "ca-certificates.crt" not in text.replace(with_secret[0], ""), "no other step or layer sees it"
+
+
+def make_dry_run(*args: str) -> str:
+    result = subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_make_images_for_arm64_builds_from_an_arm64_base_with_the_ca_secret() -> None:
+    out = make_dry_run("images", "PLATFORM=linux/arm64", "LOCAL_BASE=1", "IMAGES=operator",
+                       "BUILD_CA_BUNDLE=/etc/hosts")
+    build = next(line for line in out.splitlines() if "engine.sh build " in line)
+    assert "--platform linux/arm64" in build
+    assert re.search(r"--build-arg PYTHON_IMAGE=\S+:bookworm-py3\.11-arm64-[0-9a-f]{12} ", build), build
+    assert "--secret id=ca-certificates,src=/etc/hosts" in build
+    assert "BASE_ARCH=arm64 scripts/images/base-image.sh" in out, "the base is made for the platform"
+    # Cross-building needs qemu's binfmt handler; the engine target installs it where missing.
+    assert "qemu-aarch64" in make_dry_run("container-engine", "PLATFORM=linux/arm64")
+    assert "qemu" not in make_dry_run("container-engine")
+
+
+def test_base_image_names_its_architecture_and_refuses_an_unknown_one() -> None:
+    script = REPO_ROOT / "scripts" / "images" / "base-image.sh"
+    names = {arch: subprocess.run([str(script), "--name"], capture_output=True, text=True, timeout=30,
+                                  env={**os.environ, "BASE_ARCH": arch}) for arch in ("amd64", "arm64", "s390x")}
+    assert names["amd64"].stdout.split(":")[-1].startswith("bookworm-py3.11-amd64-")
+    assert names["arm64"].stdout.split(":")[-1].startswith("bookworm-py3.11-arm64-")
+    assert names["s390x"].returncode == 2 and names["s390x"].stderr.strip() == "error: BASE_ARCH=s390x: amd64 or arm64"
