@@ -100,10 +100,14 @@ base-image: container-engine ## the Debian bookworm + Python 3.11 base image, ma
 # What tests/images runs: all four images FROM the local base, tagged :test. Under make test and make test-images
 # the tests are told the commit they were built from (MNIST_IMAGES_COMMIT) and use them as they are; run on its
 # own, pytest tests/images builds them itself (cached layers: seconds to a minute).
+# With PLATFORM (make test-images PLATFORM=linux/arm64) they are built for it, tagged test-<arch>, and run under
+# qemu-user where that is not this machine's architecture.
 test-images-build: $(MNIST_DATA)
-	@$(MAKE) --no-print-directory images LOCAL_BASE=1 IMAGE_TAG=test IMAGES="$(ALL_IMAGES)" GPU= GIT_COMMIT=$(GIT_COMMIT)
+	@$(MAKE) --no-print-directory images LOCAL_BASE=1 IMAGE_TAG=test$(if $(IMAGE_ARCH),-$(IMAGE_ARCH)) \
+	  IMAGES="$(ALL_IMAGES)" GPU= GIT_COMMIT=$(GIT_COMMIT)
 
 test test-images: export MNIST_IMAGES_COMMIT := $(GIT_COMMIT)
+test test-images: export MNIST_IMAGES_PLATFORM := $(PLATFORM)
 
-test-images: $(STAMP) $(MNIST_DATA) $(TOOLS_HELM) $(TOOLS_K8S) test-images-build ## build the images and run tests/images alone
+test-images: $(STAMP) $(MNIST_DATA) $(TOOLS_HELM) $(TOOLS_K8S) test-images-build ## build the images and run tests/images alone (PLATFORM=linux/arm64: those, under qemu)
 	@$(PY) -m pytest tests/images $(PYTEST_ARGS)

@@ -19,7 +19,14 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENGINE = REPO_ROOT / "scripts" / "images" / "engine.sh"
-IMAGE_TAG = "test"
+# `make test-images PLATFORM=linux/arm64` (mk/images.mk exports it): the same tests on the images built for that
+# platform, tagged test-<arch>, run under qemu-user where it is not this machine's.
+PLATFORM = os.environ.get("MNIST_IMAGES_PLATFORM", "")
+ARCH = PLATFORM.rsplit("/", 1)[-1] if PLATFORM else ""
+HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+IMAGE_TAG = f"test-{ARCH}" if ARCH else "test"
+# Under emulation every wait is this many times longer: TensorFlow under qemu-user runs about ten times slower.
+SLOWDOWN = 15 if ARCH and ARCH != HOST_ARCH else 1
 IMAGE_NAMES = ("trainer", "frontend", "frontend-embedded", "operator")
 # The chart's user: podSecurityContext.runAsUser/runAsGroup (tests/images/test_image_config.py checks the chart says so).
 CHART_USER = "10001:10001"
@@ -57,7 +64,7 @@ def build_images(names: Iterable[str], commit: str, timeout: float) -> None:
     """`make images LOCAL_BASE=1` for these images, exactly as a person runs it (cached layers make it quick).
     The commit is named, not read by make, so that it is known even when someone commits meanwhile."""
     argv = ["make", "--no-print-directory", "images", "LOCAL_BASE=1", f"IMAGE_TAG={IMAGE_TAG}", "GPU=",
-            f"GIT_COMMIT={commit}", f"IMAGES={' '.join(names)}"]
+            f"GIT_COMMIT={commit}", f"IMAGES={' '.join(names)}", f"PLATFORM={PLATFORM}"]
     result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise EngineError(f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
@@ -113,7 +120,7 @@ class Container:
     def run(self, timeout: float) -> subprocess.CompletedProcess:
         """Run to completion (the container is removed afterwards); output is returned, not checked."""
         try:
-            return engine(*self._argv("run"), timeout=timeout, check=False)
+            return engine(*self._argv("run"), timeout=timeout * SLOWDOWN, check=False)
         finally:
             engine("rm", "--force", self.name, check=False, timeout=60)
 
@@ -144,6 +151,7 @@ class Container:
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, container: Container | None = None,
                interval: float = 0.3) -> Any:
     """Poll until predicate() is truthy; fail naming `what`, with the container's log (and at once if it died)."""
+    timeout *= SLOWDOWN
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()

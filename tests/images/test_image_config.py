@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from .containers import CHART_USER, REPO_ROOT, Container, inspect_image
+from .containers import ARCH, CHART_USER, HOST_ARCH, REPO_ROOT, Container, inspect_image
 
 DOCKERFILES = {"trainer": "services/trainer/Dockerfile", "frontend": "services/frontend/Dockerfile",
                "frontend-embedded": "services/frontend/Dockerfile", "operator": "operator/Dockerfile"}
@@ -110,3 +110,8 @@ def test_base_image_names_its_architecture_and_refuses_an_unknown_one() -> None:
     assert names["amd64"].stdout.split(":")[-1].startswith("bookworm-py3.11-amd64-")
     assert names["arm64"].stdout.split(":")[-1].startswith("bookworm-py3.11-arm64-")
     assert names["s390x"].returncode == 2 and names["s390x"].stderr.strip() == "error: BASE_ARCH=s390x: amd64 or arm64"
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_image_is_built_for_the_platform_asked_for(images, name) -> None:
+    assert inspect_image(images[name])["Architecture"] == (ARCH or HOST_ARCH)
