@@ -39,6 +39,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from scripts.demo.ports import free_port
 from tests.support.cluster import Cluster, wait_for
+from tests.support.frontend_process import FrontendProcess
 
 __all__ = ["wait_for"]  # re-exported for the tests: one polling helper everywhere
 
@@ -136,47 +137,27 @@ def describe_events(cluster: Cluster, name: str) -> list[tuple[str, str, str]]:
 # ------------------------------------------------------------------------------------------------------ processes
 
 
-class Frontend:
+class Frontend(FrontendProcess):
     """`mnist-frontend` (gunicorn, 1 worker, embedded backend) on 127.0.0.1, routing read from a file."""
 
     def __init__(self, model_base_path: Path, workdir: Path) -> None:
-        self.workdir = workdir
         self.routing_file = workdir / "routing.json"
         self.routing_file.write_text(json.dumps(routing_document(1, 1)))
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "frontend.log"
-        self._log = self.log_path.open("w")
-        env = {**os.environ, "MNIST_ROUTING_CHECK_S": "0.2", "MNIST_ACCESS_LOG": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        self.process = subprocess.Popen(
-            [str(BIN / "mnist-frontend"), "--backend", "embedded", "--model-name", MODEL,
-             "--model-base-path", str(model_base_path), "--routing-file", str(self.routing_file),
-             "--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--threads", "4"],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        super().__init__(workdir, {"MNIST_BACKEND": "embedded", "MNIST_MODEL_NAME": MODEL,
+                                   "MNIST_MODEL_BASE_PATH": str(model_base_path),
+                                   "MNIST_ROUTING_FILE": str(self.routing_file), "MNIST_WORKERS": "1",
+                                   "MNIST_THREADS": "4", "MNIST_ACCESS_LOG": "0", "TF_CPP_MIN_LOG_LEVEL": "2"})
+        self.base = self.url
 
     def wait_ready(self, timeout: float = 120) -> None:
-        def ready() -> bool:
-            assert self.process.poll() is None, "frontend exited:\n" + self.log_path.read_text()[-3000:]
-            try:
-                return requests.get(f"{self.base}/readyz", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-        wait_for(ready, timeout, "the frontend to be ready", interval=0.3)
+        """Up to 2 minutes: the worker imports TensorFlow and loads the routed version before it is ready."""
+        super().wait_ready(timeout)
 
     def serves_generation(self, generation: int) -> bool:
         requests.get(f"{self.base}/readyz", timeout=5)  # the frontend re-reads its routing file on requests
         text = requests.get(f"{self.base}/metrics", timeout=5).text
         return any(line.startswith("mnist_frontend_routing_generation{") and float(line.split()[-1]) == generation
                    for line in text.splitlines())
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-        self._log.close()
 
 
 class ConfigMapSync:
