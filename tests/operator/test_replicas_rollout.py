@@ -17,7 +17,6 @@ behaviour) routes to the candidate after about a second, while the others answer
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -34,7 +33,7 @@ import yaml
 from mnist_operator.local import atomic_write
 from mnist_operator.render import Route, RoutingState, ServingState, render_model_config, render_routing
 
-from scripts.demo.ports import free_port
+from tests.support.frontend_process import FrontendProcess
 from tests.support.tfserving_standin import StandIn
 
 pytestmark = pytest.mark.slow
@@ -134,7 +133,7 @@ class Fleet:
         atomic_write(self.routing, render_routing(RoutingState(MODEL, "single", (Route(stable, "stable", 100),)), 1))
         self.copies: list[DelayedCopy] = []
         self.replicas: list[StandIn] = []
-        self.frontends: list[tuple[subprocess.Popen, str, Path]] = []
+        self.frontends: list[FrontendProcess] = []
 
     def start(self) -> Fleet:
         for i, delay in enumerate(DELAYS_S):
@@ -143,31 +142,21 @@ class Fleet:
             self.replicas.append(StandIn(model_config_file=copy.target, poll_seconds=0.2,
                                          allow_version_labels_for_unavailable_models=True).start())
         for i, replica in enumerate(self.replicas):
-            self.frontends.append(self._frontend(i, replica))
-        for proc, base, log in self.frontends:
-            deadline = time.monotonic() + 120
-            while not _ready(base):
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.3)
+            workdir = self.work / f"frontend-{i}"
+            workdir.mkdir()
+            self.frontends.append(FrontendProcess(workdir, {
+                "MNIST_BACKEND": "grpc", "MNIST_SERVING_GRPC": replica.grpc_target, "MNIST_MODEL_NAME": MODEL,
+                "MNIST_ROUTING_FILE": str(self.routing), "MNIST_WORKERS": "1", "MNIST_ACCESS_LOG": "0"}))
+        for frontend in self.frontends:
+            frontend.wait_ready(timeout=120)
         return self
-
-    def _frontend(self, i: int, replica: StandIn) -> tuple[subprocess.Popen, str, Path]:
-        port = free_port()
-        log = self.work / f"frontend-{i}.log"
-        env = {**os.environ, "MNIST_ROUTING_CHECK_S": "0.2", "MNIST_ACCESS_LOG": "0", "MNIST_BACKEND_TIMEOUT_S": "5"}
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                [str(BIN / "mnist-frontend"), "--backend", "grpc", "--serving-grpc", replica.grpc_target,
-                 "--model-name", MODEL, "--routing-file", str(self.routing), "--bind", f"127.0.0.1:{port}",
-                 "--workers", "1", "--threads", "4"], env=env, stdout=out, stderr=subprocess.STDOUT)
-        return proc, f"http://127.0.0.1:{port}", log
 
     def operator(self, rollout: Path) -> subprocess.CompletedProcess[str]:
         argv = [str(BIN / "mnist-operator"), "local", "--rollout", str(rollout), "--routing-file", str(self.routing),
                 "--serving-config", str(self.config), "--model-base-path", str(self.base_path), "--tick", "0.3",
                 "--timeout", "200"]
-        for _, base, _ in self.frontends:
-            argv += ["--metrics-url", f"{base}/metrics"]
+        for frontend in self.frontends:
+            argv += ["--metrics-url", f"{frontend.url}/metrics"]
         for replica in self.replicas:
             argv += ["--serving-rest", replica.rest_url]
         return subprocess.run(argv, capture_output=True, text=True, timeout=240)
@@ -183,24 +172,12 @@ class Fleet:
         return False
 
     def close(self) -> None:
-        for proc, _, _ in self.frontends:
-            proc.terminate()
-        for proc, _, _ in self.frontends:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for frontend in self.frontends:
+            frontend.stop()
         for replica in self.replicas:
             replica.stop()
         for copy in self.copies:
             copy.close()
-
-
-def _ready(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/readyz", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def rollout_file(path: Path, candidate: int, stable: int, floor: float, gate: float) -> Path:
@@ -229,7 +206,7 @@ def run_scenario(work: Path, published_models, images, labels, stable: int, cand
     fleet = Fleet(work, published_models.base_path, stable).start()
     try:
         rollout = rollout_file(work / f"v{candidate}.yaml", candidate, stable, floor, gate)
-        with Traffic([base for _, base, _ in fleet.frontends], images, labels) as traffic:
+        with Traffic([frontend.url for frontend in fleet.frontends], images, labels) as traffic:
             result = fleet.operator(rollout)
             promoted = result.returncode == 0
             final, gone = (candidate, stable) if promoted else (stable, candidate)
