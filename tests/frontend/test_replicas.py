@@ -257,8 +257,8 @@ def test_every_replica_gets_traffic_an_added_one_soon_and_a_killed_one_costs_no_
             assert result.retries["ok"] >= 1 and result.retries["error"] == 0, (transport, result.retries)
 
 
-def test_stand_in_replicas_listen_on_loopback_addresses_only(good_models):
+def test_stand_in_replicas_listen_on_loopback_addresses_only(tmp_path):
     from tests.support.tfserving_standin import StandIn
 
     with pytest.raises(ValueError, match="loopback addresses only"):
-        StandIn(model_base_path=good_models.base_path, host="10.0.0.1")
+        StandIn(model_base_path=tmp_path, host="10.0.0.1")

@@ -150,24 +150,27 @@ class Replicas(Generic[T]):
         first = self._acquire(exclude=None)
         try:
             return fn(first.client)
-        except BaseException as error:  # noqa: BLE001 - re-raised below unless it is retried
+        except Exception as error:
             if retryable is None or not retryable(error):
                 raise
             self._failed(first)
             second = self._acquire(exclude=first)
             if second is None:
                 raise
+            return self._retry(fn, retryable, second)
         finally:
             self._release(first)
+
+    def _retry(self, fn: Callable[[T], R], retryable: Callable[[BaseException], bool], replica: _Replica[T]) -> R:
         try:
-            result = fn(second.client)
-        except BaseException as error:
+            result = fn(replica.client)
+        except Exception as error:
             if retryable(error):
-                self._failed(second)
+                self._failed(replica)
             self._on_retry("error")
             raise
         finally:
-            self._release(second)
+            self._release(replica)
         self._on_retry("ok")
         return result
 
