@@ -1,6 +1,7 @@
 """Where the chart's training lands, decided by the real scheduler: on the GPU node (label, taint, one
 nvidia.com/gpu, RuntimeClass nvidia) with ci/gpu-values.yaml, on the CPU node without; and the Job completes
 (kwok plays the pod), for the install-time hook Job and for one created from the CronJob as `make train` does.
+TF Serving shares the training's node (the default ReadWriteOnce store); test_model_store_nodes.py adds a node.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def test_training_runs_on_the_gpu_node_only_with_gpu_values(cluster: Cluster, va
                 assert gpus == "1" and pod["spec"]["runtimeClassName"] == "nvidia"
             else:
                 assert gpus is None and pod["spec"].get("runtimeClassName") is None
-        serving = [p for p in cluster.list("v1", "Pod") if "job-name" not in p["metadata"].get("labels", {})]
-        assert serving and {p["spec"]["nodeName"] for p in serving} == {CPU_NODE}, \
-            "only the training tolerates the GPU node's taint"
+        # The ReadWriteOnce store keeps every pod that mounts it on the training's node (TF Serving follows the GPU
+        # training there); the frontend and the operator (which do not mount it) stay off the tainted GPU node.
+        long_running = [p for p in cluster.list("v1", "Pod") if "job-name" not in p["metadata"].get("labels", {})]
+        nodes = {component: {p["spec"]["nodeName"] for p in long_running
+                             if p["metadata"]["labels"]["app.kubernetes.io/component"] == component}
+                 for component in ("serving", "frontend", "operator")}
+        assert nodes == {"serving": {node}, "frontend": {CPU_NODE}, "operator": {CPU_NODE}}, nodes

@@ -30,8 +30,10 @@ tests/chart/test_chart_consistency.py checks the names, the ConfigMap names/keys
 # The REST Service whose EndpointSlices list every TF Serving replica; empty without TF Serving.
 - name: MNIST_OPERATOR_SERVING_SERVICE
   value: {{ ternary (include "mnist-platform.servingRestName" .) "" (eq (include "mnist-platform.servingEnabled" .) "true") | quote }}
+# Empty when the store is not mounted (mnist-platform.operatorMountsStore): no discovery; ModelVersions and TF
+# Serving's status API answer the gate.
 - name: MNIST_OPERATOR_MODEL_BASE_PATH
-  value: {{ .Values.modelStore.mountPath | quote }}
+  value: {{ ternary .Values.modelStore.mountPath "" (eq (include "mnist-platform.operatorMountsStore" .) "true") | quote }}
 - name: MNIST_OPERATOR_SERVING_BASE_PATH_TEMPLATE
   value: {{ printf "%s/{model}" .Values.modelStore.mountPath | quote }}
 - name: HOME

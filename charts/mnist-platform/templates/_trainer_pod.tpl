@@ -17,7 +17,7 @@ runtimeClassName: {{ $gpu.runtimeClassName }}
 {{- $nodeSelector = merge (deepCopy $gpu.nodeSelector) .Values.trainer.nodeSelector }}
 {{- $tolerations = concat $gpu.tolerations .Values.trainer.tolerations }}
 {{- end }}
-{{- include "mnist-platform.scheduling" (dict "nodeSelector" $nodeSelector "tolerations" $tolerations "affinity" .Values.trainer.affinity) }}
+{{- include "mnist-platform.storeScheduling" (dict "root" . "nodeSelector" $nodeSelector "tolerations" $tolerations "affinity" .Values.trainer.affinity "followGpu" false) }}
 containers:
   - name: trainer
     image: {{ include "mnist-platform.image" (list . .Values.trainer.image) }}
