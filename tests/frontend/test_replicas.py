@@ -225,6 +225,24 @@ def test_the_test_dns_server_answers_a_records_and_nxdomain():
             query_a(dns.address, "other.test")
 
 
+@pytest.mark.parametrize(("backend", "setting", "target"), [("grpc", "SERVING_GRPC", "127.0.0.1:9"),
+                                                           ("rest", "SERVING_REST", "http://127.0.0.1:9")])
+def test_the_app_shows_resolutions_and_retries_in_its_metrics(make_app, backend, setting, target):
+    from frontend.state import get_state
+
+    app = make_app(BACKEND=backend, **{setting: target})
+    client = app.test_client()
+    # Nothing listens on port 9: one replica, refused, so 503 and no retry (there is no other replica).
+    answer = client.post("/v1/predict", json={"instances": [[[0] * 28] * 28]})
+    assert answer.status_code == 503
+    with app.app_context():
+        get_state().backend.events.retried("ok")  # what Replicas.call reports after a retry that was answered
+    page = client.get("/metrics").get_data(as_text=True)
+    assert 'mnist_frontend_backend_replicas{model="mnist"} 1.0' in page
+    assert 'mnist_frontend_backend_retries_total{model="mnist",outcome="ok"} 1.0' in page
+    assert 'mnist_frontend_backend_retries_total{model="mnist",outcome="error"} 0.0' in page
+
+
 # ---- the real backends against stand-in replicas -----------------------------------------------------------------
 
 

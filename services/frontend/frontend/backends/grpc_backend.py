@@ -117,7 +117,7 @@ class GrpcBackend:
         self.model = model
         self._resolve = resolve
         self._resolve_every_s = resolve_every_s
-        self._events = events or BackendEvents()
+        self.events = events or BackendEvents()
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._replicas: Replicas[_Stubs] | None = None
@@ -130,8 +130,8 @@ class GrpcBackend:
                     self._replicas = Replicas(
                         self.host, self.port, lambda address: _Stubs(f"{host_for_url(address)}:{self.port}"),
                         lambda stubs: stubs.channel.close(), resolve=self._resolve,
-                        resolve_every_s=self._resolve_every_s, on_resolved=self._events.resolved,
-                        on_retry=self._events.retried)
+                        resolve_every_s=self._resolve_every_s, on_resolved=self.events.resolved,
+                        on_retry=self.events.retried)
                     self._pid = os.getpid()
         return self._replicas
 

@@ -85,7 +85,7 @@ class RestBackend:
         self._latest: tuple[float, int] | None = None
         self._resolve = resolve
         self._resolve_every_s = resolve_every_s
-        self._events = events or BackendEvents()
+        self.events = events or BackendEvents()
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._replicas: Replicas[str] | None = None
@@ -98,7 +98,7 @@ class RestBackend:
                     self._replicas = Replicas(
                         self.host, self.port, lambda address: f"http://{host_for_url(address)}:{self.port}{self._prefix}",
                         lambda url: None, resolve=self._resolve, resolve_every_s=self._resolve_every_s,
-                        on_resolved=self._events.resolved, on_retry=self._events.retried)
+                        on_resolved=self.events.resolved, on_retry=self.events.retried)
                     self._pid = os.getpid()
         return self._replicas
 
