@@ -261,8 +261,8 @@ class ChartRelease:
         return self.helm("install", RELEASE, str(CHART), *self.values_args, "--wait", "--timeout", TIMEOUT, *extra)
 
     def upgrade(self, *extra: str) -> str:
-        """`helm upgrade --reuse-values` as docs/CLUSTER.md shows it, with `extra` on top."""
-        return self.helm("upgrade", RELEASE, str(CHART), "--reuse-values", "--wait", "--timeout", TIMEOUT, *extra)
+        """`helm upgrade --reset-then-reuse-values` as docs/CLUSTER.md shows it, with `extra` on top."""
+        return self.helm("upgrade", RELEASE, str(CHART), "--reset-then-reuse-values", "--wait", "--timeout", TIMEOUT, *extra)
 
     def rollback(self, *extra: str) -> str:
         return self.helm("rollback", RELEASE, *extra, "--wait", "--timeout", TIMEOUT)

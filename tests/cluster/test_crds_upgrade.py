@@ -103,7 +103,7 @@ def test_documented_crd_upgrade_works_on_a_helm_installed_release(own_cluster: C
              "the new field to be served (strict validation knows it)")
     assert "OWNER" in mv_columns() and "team-ml" in cluster.check(cluster.kubectl("get", "mv", "mnist-v2"))
 
-    cluster.check(cluster.helm("upgrade", RELEASE, str(CHART), "--reuse-values"))
+    cluster.check(cluster.helm("upgrade", RELEASE, str(CHART), "--reset-then-reuse-values"))
     assert "OWNER" in mv_columns(), "helm upgrade leaves the CRDs as applied"
 
     restored = run(command)  # as written: the chart's CRDs again

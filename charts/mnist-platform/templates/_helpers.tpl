@@ -120,18 +120,42 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
-{{/* NetworkPolicy egress rule: DNS, which every pod needs to find Services. */}}
+{{/* NetworkPolicy egress rule: DNS, which every pod needs to find Services (networkPolicy.dns: who answers). */}}
 {{- define "mnist-platform.dnsEgress" -}}
-- to:
-    - namespaceSelector: {}
-      podSelector:
-        matchLabels:
-          k8s-app: kube-dns
+- {{- with .Values.networkPolicy.dns.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   ports:
-    - port: 53
+    {{- range .Values.networkPolicy.dns.ports }}
+    - port: {{ . }}
       protocol: UDP
-    - port: 53
+    - port: {{ . }}
       protocol: TCP
+    {{- end }}
+{{- end }}
+
+{{/*
+The port of operator.prometheusUrl: the URL's own, else the scheme's (80, 443). Fails on a URL the operator
+could not use either.
+*/}}
+{{- define "mnist-platform.prometheusPort" -}}
+{{- $url := urlParse .Values.operator.prometheusUrl }}
+{{- if not (has $url.scheme (list "http" "https")) }}
+{{- fail (printf "operator.prometheusUrl %q: give an http:// or https:// URL, e.g. http://prometheus-server.monitoring:9090" .Values.operator.prometheusUrl) }}
+{{- end }}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" }}
+{{- $port | default (ternary "443" "80" (eq $url.scheme "https")) }}
+{{- end }}
+
+{{/* The Prometheus pods as a NetworkPolicy peer (networkPolicy.prometheus). */}}
+{{- define "mnist-platform.prometheusPeer" -}}
+- namespaceSelector:
+    matchLabels:
+      {{- toYaml .Values.networkPolicy.prometheus.namespaceSelector | nindent 6 }}
+  podSelector:
+    matchLabels:
+      {{- toYaml .Values.networkPolicy.prometheus.podSelector | nindent 6 }}
 {{- end }}
 {{/* NetworkPolicy egress rule: the Kubernetes API server. */}}
 {{- define "mnist-platform.apiServerEgress" -}}
