@@ -25,6 +25,8 @@ ROLLOUT_EXAMPLE ?= k8s/examples/canary.yaml
 ROLLOUT_STABLE ?= 1
 ROLLOUT_TIMEOUT ?= 20m
 SMOKE_URL ?= http://localhost
+# Waits for a Job or a ModelRollout and returns as soon as its outcome is known, with the reason (scripts/cluster_wait.py).
+CLUSTER_WAIT = $(PYTHON) -m scripts.cluster_wait --namespace $(NAMESPACE) --kubectl "$(KUBECTL)"
 SMOKE = $(PYTHON) $(CHART_DIR)/files/smoke_predict.py --url $(SMOKE_URL) --body $(CHART_DIR)/files/smoke-digit.json \
   --expect 7 --api-key "$$($(KNS) get secret $(FULLNAME)-api-keys -o jsonpath='{.data.api-key}' | base64 -d)"
 
@@ -61,27 +63,32 @@ kind-up: check-cluster-tools ## kind cluster (kind-config.yaml) with ingress-ngi
 	@$(KUBECTL) apply -k k8s/metrics-server
 	@$(if $(GPU),echo "==> NVIDIA device plugin" && $(KUBECTL) apply -f k8s/nvidia/device-plugin.yaml,true)
 
-deploy: ## helm upgrade --install the chart (first install also starts training version 1)
+deploy: ## helm upgrade --install --wait the chart (first install also trains version 1, which then serves)
 	@echo "==> helm upgrade --install $(RELEASE) in namespace $(NAMESPACE) (a first install returns once version 1 is trained)"
-	@# The install-time training is a post-install hook, which helm waits for: hence the long --timeout.
-	@# No --wait: the frontend is ready only once a model version serves, which the next steps bring about.
-	@$(CLUSTER_HELM) upgrade --install $(RELEASE) $(CHART_DIR) --namespace $(NAMESPACE) --create-namespace \
+	@# --wait: every Deployment ready first (ready but empty before any model: docs/CLUSTER.md), then the
+	@# install-time training, a post-install hook that helm waits for: hence the long --timeout.
+	@$(CLUSTER_HELM) upgrade --install $(RELEASE) $(CHART_DIR) --namespace $(NAMESPACE) --create-namespace --wait \
 	  --timeout $(TRAIN_TIMEOUT) $(if $(GPU),-f $(CHART_DIR)/ci/gpu-values.yaml) $(HELM_EXTRA_ARGS)
 	@$(KNS) rollout status deployment/$(FULLNAME)-operator --timeout=300s
 	@$(KNS) rollout status deployment/$(FULLNAME)-serving --timeout=300s
 
-train: ## a training Job in the cluster (waits for the install-time one first), then waits for it
+train: ## a training Job in the cluster (waits for the install-time one first), then waits for it; stops at a failure
 	@if $(KNS) get job $(FULLNAME)-train-initial >/dev/null 2>&1; then \
 	  echo "==> waiting for the install-time training (version 1)"; \
-	  $(KNS) wait --for=condition=complete job/$(FULLNAME)-train-initial --timeout=$(TRAIN_TIMEOUT); \
+	  $(CLUSTER_WAIT) --timeout $(TRAIN_TIMEOUT) job $(FULLNAME)-train-initial \
+	    || { $(KNS) logs job/$(FULLNAME)-train-initial --tail=20; exit 1; }; \
 	fi
 	@job=train-$$(date +%s); echo "==> training Job $$job (from cronjob/$(FULLNAME)-trainer)"; \
-	  $(KNS) create job --from=cronjob/$(FULLNAME)-trainer $$job && \
-	  $(KNS) wait --for=condition=complete job/$$job --timeout=$(TRAIN_TIMEOUT) && \
-	  $(KNS) logs job/$$job --tail=5
+	  $(KNS) create job --from=cronjob/$(FULLNAME)-trainer $$job || exit 1; \
+	  if $(CLUSTER_WAIT) --timeout $(TRAIN_TIMEOUT) job $$job; then $(KNS) logs job/$$job --tail=5; \
+	  else $(KNS) logs job/$$job --tail=20; exit 1; fi
 	@$(KNS) get modelversions
 
-rollout: ## apply ROLLOUT_EXAMPLE (canary.yaml; from stable v1 when nothing serves yet) with live traffic; wait for Promoted
+rollout: ## apply ROLLOUT_EXAMPLE (canary.yaml; from stable v1 when nothing serves yet) with live traffic; wait for its end
+	@# The operator rolls the first version in by itself (<model>-initial): let that finish first.
+	@if $(KNS) get modelrollout mnist-initial >/dev/null 2>&1; then \
+	  echo "==> the initial rollout of version 1"; $(CLUSTER_WAIT) --timeout $(ROLLOUT_TIMEOUT) rollout mnist-initial || exit 1; \
+	fi
 	@name=$$($(KUBECTL) patch --local -f $(ROLLOUT_EXAMPLE) --type merge -p '{}' -o jsonpath='{.metadata.name}'); \
 	if [ -z "$$($(KNS) get configmap $(FULLNAME)-routing -o jsonpath='{.data.routing\.json}')" ]; then \
 	  echo "==> nothing serves yet: $$name starts from stable v$(ROLLOUT_STABLE)"; \
@@ -92,7 +99,7 @@ rollout: ## apply ROLLOUT_EXAMPLE (canary.yaml; from stable v1 when nothing serv
 	fi; \
 	echo "==> live traffic with feedback while $$name progresses (bounded: 3000 requests, 15 min)"; \
 	$(SMOKE) --wait-s 300 --requests 3000 --rate 4 --max-s 900 --feedback & traffic=$$!; \
-	$(KNS) wait --for=jsonpath='{.status.phase}'=Promoted modelrollout/$$name --timeout=$(ROLLOUT_TIMEOUT); rc=$$?; \
+	$(CLUSTER_WAIT) --timeout $(ROLLOUT_TIMEOUT) rollout $$name; rc=$$?; \
 	kill $$traffic 2>/dev/null; $(KNS) get modelrollout $$name; exit $$rc
 
 smoke: ## one real digit through the ingress (http://localhost on kind), checked against its label

@@ -29,7 +29,7 @@ def test_cluster_targets_parse(target: str) -> None:
 def test_up_runs_every_step_in_order() -> None:
     text = make_dry_run("up", "MNIST_DATA=charts/mnist-platform/files/smoke-digit.json")
     marks = ["k8s/check-tools.sh", "kind create cluster", "scripts/images/engine.sh build", "kind load ",
-             "helm upgrade --install", "create job --from=cronjob/", "wait --for=jsonpath", "--wait-s 120"]
+             "helm upgrade --install", "create job --from=cronjob/", "--timeout 20m rollout $name", "--wait-s 120"]
     positions = [text.find(mark) for mark in marks]
     assert all(p >= 0 for p in positions), dict(zip(marks, positions, strict=True))
     assert positions == sorted(positions)

@@ -353,3 +353,20 @@ def test_operator_writes_the_base_path_tf_serving_mounts(rendered: dict[str, Ren
     assert "MNIST_OPERATOR_SERVING_BASE_PATH_TEMPLATE" in operator_config.ENV_SETTINGS
     (mount,) = [m for m in container_of(only(r, "serving"))["volumeMounts"] if m["name"] == "models"]
     assert template.format(model="mnist") == posixpath.join(mount["mountPath"], "mnist")
+
+
+@pytest.mark.parametrize(("extra", "limit"), [
+    ([], "4194304"),
+    (["--set", "frontend.maxBodyBytes=1000000"], "1000000"),
+    (["--set-string", "frontend.ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/proxy-body-size=16m"], "16m"),
+    (["--set", "frontend.ingress.className=traefik"], None),
+])
+def test_the_ingress_body_limit_is_the_frontends_unless_set(helm: str, extra: list[str], limit: str | None) -> None:
+    from chartlib import render
+    r = render(helm, "default", *extra)
+    (ingress,) = r.of_kind("Ingress")
+    annotations = ingress["metadata"].get("annotations") or {}
+    assert annotations.get("nginx.ingress.kubernetes.io/proxy-body-size") == limit
+    if limit and limit.isdigit():
+        frontend_limit = env_of(container_of(only(r, "frontend")))["MNIST_MAX_BODY_BYTES"]
+        assert frontend_config.load_from_env({"MNIST_MAX_BODY_BYTES": frontend_limit})["MAX_BODY_BYTES"] == int(limit)

@@ -28,7 +28,7 @@ def operator_container(cluster: Cluster) -> tuple[dict[str, str], list[str], str
     """The operator's environment (the namespace fieldRef resolved), args and ServiceAccount, as helm made them."""
     pod = cluster.get("apps/v1", "Deployment", f"{PREFIX}-operator")["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    env = {item["name"]: item["value"] if "value" in item else cluster.namespace for item in container["env"]}
+    env = {item["name"]: item.get("value", cluster.namespace) for item in container["env"]}
     return env, container["args"], pod["serviceAccountName"]
 
 
