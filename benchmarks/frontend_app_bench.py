@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,7 +30,6 @@ import numpy as np
 from mnist_operator.render import RoutingState, render_routing
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "services" / "frontend"))
 
 
 class InstantBackend:
