@@ -3,7 +3,7 @@
 Each replica is a TF Serving stand-in in a process of its own, listening on its own loopback address
 (127.0.0.2, .3, ...) on ports shared by all of them, as pods of one Deployment do; a DNS server on 127.0.0.1
 answers the fleet's name with the addresses of the replicas that are "ready" (`add`, `remove`). `kill()` is
-SIGKILL: the connections drop as when a pod's process dies. Used by tests/frontend/test_backend_replicas.py
+SIGKILL: the connections drop as when a pod's process dies. Used by tests/frontend/test_replicas.py
 and benchmarks/replicas_bench.py.
 
     python -m tests.support.serving_replicas --host 127.0.0.3 --grpc-port P --rest-port Q --model-base-path DIR
