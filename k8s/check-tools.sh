@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Check what the cluster path needs (docker with a running daemon, kind, kubectl, helm) and say exactly
-# what is missing and where to get it. Exit 0 when all are there, 1 otherwise (every problem listed).
-#   HELM=/path/to/helm k8s/check-tools.sh
+# Check what the cluster path needs (docker with a running daemon, kind, kubectl, helm; with GPU set, nvkind) and
+# say exactly what is missing and where to get it. Exit 0 when all are there, 1 otherwise (every problem listed).
+#   HELM=/path/to/helm [GPU=1 NVKIND=nvkind] k8s/check-tools.sh
 set -u
 missing=0
 need() {  # need NAME COMMAND HINT
@@ -18,6 +18,9 @@ need docker docker "install Docker Engine or Docker Desktop: https://docs.docker
 need kind kind "https://kind.sigs.k8s.io/docs/user/quick-start/#installation (e.g. go install sigs.k8s.io/kind@v0.29.0)"
 need kubectl kubectl "https://kubernetes.io/docs/tasks/tools/#kubectl"
 need helm "${HELM:-helm}" "run 'make tools' (pinned helm in .tools/bin) or https://helm.sh/docs/intro/install/"
+if [ -n "${GPU:-}" ]; then
+  need nvkind "${NVKIND:-nvkind}" "go install github.com/NVIDIA/nvkind/cmd/nvkind@latest (and the NVIDIA Container Toolkit set up for docker: docs/KIND.md, \"With a GPU\")"
+fi
 if [ "$missing" -ne 0 ]; then
   echo "install what is missing above, then run the command again" >&2
   exit 1

@@ -12,6 +12,9 @@ HELM_EXTRA_ARGS ?=
 CHART_DIR := charts/mnist-platform
 # The images (make images, make kind-load) are built in mk/images.mk, tagged with the chart's appVersion.
 KIND ?= kind
+NVKIND ?= nvkind
+# GPU=1: the cluster is made by nvkind from this template (the GPU worker plus kind-config.yaml's control-plane).
+NVKIND_CONFIG_TEMPLATE ?= k8s/nvidia/nvkind-config-template.yaml
 KUBECTL ?= kubectl
 # helm: the pinned one from `make tools` when present, else the one on PATH.
 CLUSTER_HELM = $(or $(wildcard $(TOOLS)/bin/helm),$(shell command -v helm 2>/dev/null),helm)
@@ -46,14 +49,14 @@ $(CHECKOV): tests/chart/checkov-requirements.txt
 	@touch $@
 
 check-cluster-tools:
-	@HELM="$(CLUSTER_HELM)" k8s/check-tools.sh
+	@HELM="$(CLUSTER_HELM)" GPU="$(GPU)" NVKIND="$(NVKIND)" k8s/check-tools.sh
 
-kind-up: check-cluster-tools ## kind cluster (kind-config.yaml) with ingress-nginx and metrics-server; GPU=1 adds the device plugin
+kind-up: check-cluster-tools ## kind cluster (kind-config.yaml; GPU=1: nvkind and its template) with ingress-nginx and metrics-server; GPU=1 adds the device plugin
 	@if $(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
 	  echo "==> kind cluster $(KIND_CLUSTER) exists"; \
 	else \
-	  echo "==> creating kind cluster $(KIND_CLUSTER)"; \
-	  $(KIND) create cluster --name $(KIND_CLUSTER) --config kind-config.yaml --wait 180s; \
+	  echo "==> creating kind cluster $(KIND_CLUSTER)$(if $(GPU), with nvkind ($(NVKIND_CONFIG_TEMPLATE)))"; \
+	  $(if $(GPU),$(NVKIND) cluster create --name $(KIND_CLUSTER) --config-template $(NVKIND_CONFIG_TEMPLATE) --wait 180s,$(KIND) create cluster --name $(KIND_CLUSTER) --config kind-config.yaml --wait 180s) || exit 1; \
 	fi
 	@$(KUBECTL) config use-context kind-$(KIND_CLUSTER)
 	@echo "==> ingress-nginx ($(INGRESS_NGINX_VERSION))"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Label (and optionally taint) a GPU node the way k8s/nvidia/device-plugin.yaml and the chart's
-# trainer.gpu values expect. nvkind and the GPU Operator label nodes themselves; use this elsewhere.
+# trainer.gpu values expect. The GPU Operator labels nodes itself, and make kind-up GPU=1's nvkind template
+# (k8s/nvidia/nvkind-config-template.yaml) labels its worker; use this elsewhere.
 #   k8s/nvidia/gpu-node.sh NODE [--taint]
 set -euo pipefail
 node="${1:?usage: $0 NODE [--taint]}"

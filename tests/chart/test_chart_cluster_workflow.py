@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import kubernetes_validate
@@ -35,11 +36,55 @@ def test_up_runs_every_step_in_order() -> None:
     assert positions == sorted(positions)
 
 
-def test_gpu_switch_adds_device_plugin_and_gpu_values() -> None:
+def test_gpu_switch_makes_the_cluster_with_nvkind_and_adds_device_plugin_and_gpu_values() -> None:
     text = make_dry_run("kind-up", "deploy", "GPU=1")
+    assert "nvkind cluster create --name mnist --config-template k8s/nvidia/nvkind-config-template.yaml" in text
+    assert "kind create cluster" not in text
     assert "k8s/nvidia/device-plugin.yaml" in text
     assert "-f charts/mnist-platform/ci/gpu-values.yaml" in text
     assert "gpu-values" not in make_dry_run("deploy")
+    plain = make_dry_run("kind-up")
+    assert "kind create cluster --name mnist --config kind-config.yaml" in plain and "nvkind cluster" not in plain
+
+
+def render_nvkind_template(helm: str, tmp_path: Path, values: str) -> dict:
+    """k8s/nvidia/nvkind-config-template.yaml rendered as nvkind renders it: Go text/template with sprig, the
+    values at the root (here by helm's engine, the same two libraries, through `tpl` with the values as root)."""
+    chart = Path(tempfile.mkdtemp(dir=tmp_path)) / "render"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: nvkind-render\nversion: 0.1.0\n")
+    shutil.copy(REPO_ROOT / "k8s" / "nvidia" / "nvkind-config-template.yaml", chart / "nvkind.tmpl")
+    (chart / "templates" / "cluster.yaml").write_text('{{ tpl (.Files.Get "nvkind.tmpl") .Values }}\n')
+    (chart.parent / "values.yaml").write_text(values)
+    result = subprocess.run([helm, "template", "x", str(chart), "-f", str(chart.parent / "values.yaml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_nvkind_template_is_kind_config_plus_the_gpu_worker(helm: str, tmp_path: Path) -> None:
+    kind_config = yaml.safe_load((REPO_ROOT / "kind-config.yaml").read_text())
+    # nvkind's default values (pkg/nvkind/default-config-values.yaml): one worker with every GPU.
+    config = render_nvkind_template(helm, tmp_path, "workers:\n- devices: all\n")
+    assert (config["kind"], config["apiVersion"]) == (kind_config["kind"], kind_config["apiVersion"])
+    control, *workers = config["nodes"]
+    assert control == kind_config["nodes"][0], "the control-plane exactly as kind-config.yaml: ingress label, ports"
+    assert [w["role"] for w in workers] == ["worker"], "one worker, where everything runs"
+    (worker,) = workers
+    assert worker["labels"] == {**kind_config["nodes"][1]["labels"], "nvidia.com/gpu.present": "true"}
+    assert worker["extraMounts"] == [{"hostPath": "/dev/null", "containerPath": "/var/run/nvidia-container-devices/all"}]
+    assert "taints" not in str(worker), "an untainted GPU worker: the only node the pods can use"
+    plugin = next(d for d in yaml.safe_load_all((REPO_ROOT / "k8s/nvidia/device-plugin.yaml").read_text())
+                  if d and d["kind"] == "DaemonSet")
+    selector = plugin["spec"]["template"]["spec"]["nodeSelector"]
+    assert selector.items() <= worker["labels"].items(), "the device plugin lands on the GPU worker"
+
+    # --config-values as nvkind's examples give them: a name, GPUs split over workers, a node image.
+    split = render_nvkind_template(helm, tmp_path, "name: mnist\nimage: kindest/node:v1.33.1\n"
+                                                   "workers:\n- devices: [0, 1]\n- devices: 2\n")
+    assert split["name"] == "mnist" and {n["image"] for n in split["nodes"]} == {"kindest/node:v1.33.1"}
+    assert [[m["containerPath"].rsplit("/", 1)[1] for m in n["extraMounts"]] for n in split["nodes"][1:]] == \
+        [["0", "1"], ["2"]]
 
 
 def test_images_are_tagged_with_what_the_chart_deploys(helm: str) -> None:
@@ -68,6 +113,10 @@ def test_tool_check_names_exactly_what_is_missing(helm: str, tmp_path: Path) -> 
     assert "missing: kubectl" not in result.stderr and "missing: helm" not in result.stderr
     assert "found:   kubectl" in result.stdout and "found:   helm" in result.stdout
     assert "install what is missing above" in result.stderr
+    assert "nvkind" not in result.stdout + result.stderr, "only asked for with GPU set"
+    gpu = subprocess.run([str(bin_dir / "bash"), str(REPO_ROOT / "k8s" / "check-tools.sh")], capture_output=True,
+                         text=True, timeout=30, env={"PATH": str(bin_dir), "HELM": helm, "GPU": "1"})
+    assert "missing: nvkind - go install github.com/NVIDIA/nvkind/cmd/nvkind@latest" in gpu.stderr
 
 
 def test_rollout_example_gets_its_stable_version_offline() -> None:
