@@ -142,3 +142,41 @@ def test_no_replica_or_an_unreachable_one_is_not_available(three_replicas) -> No
     dead = "http://127.0.0.1:9"  # discard port: nothing listens
     ok, seen = replicas.version_on_every_replica([three_replicas[0][0], dead], "mnist", 1, 1.0)
     assert not ok and "AVAILABLE on 1 of 2" in seen and "ConnectionError" in seen
+
+
+# --------------------------------------------------------------------------------- where the kopf shell looks
+
+
+class _Response:
+    def __init__(self, doc: dict) -> None:
+        self.data = json.dumps(doc).encode()
+
+
+class _Discovery:
+    """DiscoveryV1Api's list call as the shell makes it (raw JSON), recording what it was asked."""
+
+    def __init__(self, slices: list[dict]) -> None:
+        self.slices, self.asked = slices, []
+
+    def list_namespaced_endpoint_slice(self, namespace: str, label_selector: str, _preload_content: bool):
+        self.asked.append((namespace, label_selector, _preload_content))
+        return _Response({"items": self.slices})
+
+
+def test_the_shell_asks_fixed_replicas_first_then_the_services_endpointslices_then_the_one_url() -> None:
+    from mnist_operator import handlers
+    from mnist_operator.config import OperatorConfig
+
+    discovery = _Discovery([slice_of([endpoint("10.0.0.7"), endpoint("10.0.0.8", ready=False)])])
+
+    def replicas_for(env: dict[str, str]) -> list[str] | None:
+        c = handlers.Clients(cfg=OperatorConfig.from_env(env), core=None, custom=None, http=None, discovery=discovery)
+        return handlers.serving_replicas(c, "ml")
+
+    fixed = {"MNIST_OPERATOR_SERVING_REPLICAS": "http://a:8501, http://b:8501", "MNIST_OPERATOR_SERVING_SERVICE": SVC,
+             "MNIST_OPERATOR_SERVING_REST": "http://svc:8501"}
+    assert replicas_for(fixed) == ["http://a:8501", "http://b:8501"] and discovery.asked == []
+    assert replicas_for({**fixed, "MNIST_OPERATOR_SERVING_REPLICAS": ""}) == ["http://10.0.0.7:8501"]
+    assert discovery.asked == [("ml", f"kubernetes.io/service-name={SVC}", False)]
+    assert replicas_for({"MNIST_OPERATOR_SERVING_REST": "http://svc:8501"}) == ["http://svc:8501"]
+    assert replicas_for({}) is None  # no TF Serving: the model store answers the gate
