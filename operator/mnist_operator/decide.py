@@ -526,28 +526,30 @@ def _analyse(st: Status, spec: RolloutSpec, obs: Observation, now: float, events
         st.last_analysis = dict(numbers, time=ts(now), verdict="Inconclusive")
         return _inconclusive(st, spec, now, events, "NotEnoughTraffic",
                              f"{seen:.0f} candidate requests in {numbers['windowSeconds']:.0f}s < minRequests {a.min_requests}")
-    failures: list[str] = []
+    failures: list[tuple[str, str]] = []  # (reason, message): the first failure's reason names the rollback
     if stage == SHADOW:
         if sh.agreement is not None and sh.compared >= a.min_requests and sh.agreement < a.min_agreement:
-            failures.append(f"agreement {sh.agreement:.4f} < {a.min_agreement}")
+            failures.append(("LowAgreement", f"agreement {sh.agreement:.4f} < {a.min_agreement}"))
         if sh.error_rate is not None and sh.error_rate > a.max_error_rate:
-            failures.append(f"shadow error rate {sh.error_rate:.4f} > {a.max_error_rate}")
+            failures.append(("HighErrorRate", f"shadow error rate {sh.error_rate:.4f} > {a.max_error_rate}"))
         if sh.p99_ms is not None and sh.p99_ms > a.max_latency_p99_ms:
-            failures.append(f"shadow p99 {sh.p99_ms:.1f}ms > {a.max_latency_p99_ms:g}ms")
+            failures.append(("HighLatency", f"shadow p99 {sh.p99_ms:.1f}ms > {a.max_latency_p99_ms:g}ms"))
     else:
         if cs.error_rate is not None and cs.error_rate > a.max_error_rate:
-            failures.append(f"error rate {cs.error_rate:.4f} > {a.max_error_rate}")
+            failures.append(("HighErrorRate", f"error rate {cs.error_rate:.4f} > {a.max_error_rate}"))
         if cs.p99_ms is not None and cs.p99_ms > a.max_latency_p99_ms:
-            failures.append(f"p99 {cs.p99_ms:.1f}ms > {a.max_latency_p99_ms:g}ms")
+            failures.append(("HighLatency", f"p99 {cs.p99_ms:.1f}ms > {a.max_latency_p99_ms:g}ms"))
         if stage == CANARY and cs.feedback >= a.min_feedback and cs.accuracy is not None \
                 and cs.accuracy < a.min_accuracy:
-            failures.append(f"feedback accuracy {cs.accuracy:.4f} < {a.min_accuracy} (n={cs.feedback:.0f})")
+            failures.append(("LowAccuracy",
+                             f"feedback accuracy {cs.accuracy:.4f} < {a.min_accuracy} (n={cs.feedback:.0f})"))
+    messages = [message for _, message in failures]
     _add_totals(st, cs, ss)
     st.baseline = obs.metrics.to_json()
     st.inconclusive_since = None
     st.checks = int(_or(st.checks, 0)) + 1
     summary = _summary(stage, cs, ss, sh)
-    st.last_analysis = dict(numbers, time=ts(now), verdict="Failed" if failures else "Passed", reasons=failures)
+    st.last_analysis = dict(numbers, time=ts(now), verdict="Failed" if failures else "Passed", reasons=messages)
     if not failures:
         st.update(failed_checks=0, last_verdict="Passed", last_pass_at=ts(now))
         events.append(Event("Normal", "AnalysisPassed", summary))
@@ -555,23 +557,14 @@ def _analyse(st: Status, spec: RolloutSpec, obs: Observation, now: float, events
     st.failed_checks = int(_or(st.failed_checks, 0)) + 1
     st.last_verdict = "Failed"
     n, limit = st.failed_checks, a.failure_limit
-    reason = _failure_reason(failures)
-    events.append(Event("Warning", "AnalysisFailed", f"check {n}/{limit} failed: {'; '.join(failures)} [{summary}]"))
-    st.update(reason=reason, message=f"{n}/{limit} failed checks: {'; '.join(failures)}")
+    reason = failures[0][0]
+    events.append(Event("Warning", "AnalysisFailed", f"check {n}/{limit} failed: {'; '.join(messages)} [{summary}]"))
+    st.update(reason=reason, message=f"{n}/{limit} failed checks: {'; '.join(messages)}")
     if n >= limit:
         _rollback(st, now, events, ROLLED_BACK, reason,
-                  f"{n} consecutive failed checks: {'; '.join(failures)}")
+                  f"{n} consecutive failed checks: {'; '.join(messages)}")
         return False
     return True
-
-
-def _failure_reason(failures: list[str]) -> str:
-    first = failures[0]
-    for key, reason in (("agreement", "LowAgreement"), ("error rate", "HighErrorRate"), ("p99", "HighLatency"),
-                        ("accuracy", "LowAccuracy")):
-        if key in first:
-            return reason
-    return "AnalysisFailed"
 
 
 def _stats_json(s: an.VersionStats) -> dict[str, Any]:
