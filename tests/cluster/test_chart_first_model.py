@@ -5,10 +5,16 @@ container and marks pods Ready regardless of probes: that no readiness waits for
 rendered probes, tests/chart/test_chart_install_wait.py). Then the operator's start-up duties, called as the
 chart's operator ServiceAccount with the Deployment's environment, against what Helm left: with the ConfigMaps
 gone (as under Argo CD, which skips their hooks) it creates both with their initial content, never changes one
-that exists, and rolls the first registered version in while nothing routes to the model, once.
+that exists, and rolls the first registered version in while nothing routes to the model, once. And the real
+`mnist-operator run` process with the Deployment's args does both by itself (kopf runs the duties' handlers).
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import kubernetes
 import requests
@@ -18,8 +24,9 @@ from mnist_operator.cli import build_parser
 from mnist_operator.config import OperatorConfig
 from tensorflow_serving.config import model_server_config_pb2
 
+from scripts.demo.ports import free_port
 from tests.cluster.chart_release import PREFIX, ChartRelease
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, wait_for
 
 MR = ("ml.mnist-platform.dev/v1alpha1", "ModelRollout")
 
@@ -82,3 +89,39 @@ def test_install_wait_finishes_and_the_operator_bootstraps_configmaps_and_the_fi
             written = release.operator_writes()
             assert bootstrap.create_missing_configmaps(c, cluster.namespace) == []
             assert release.configmap_data() == written
+
+
+def test_the_operator_run_with_the_charts_args_does_both_by_itself(cluster: Cluster, tmp_path: Path) -> None:
+    """The real `mnist-operator run` (kopf) with the Deployment's args and environment, as its ServiceAccount: at
+    start it creates the missing ConfigMaps (the Argo CD case), and a registered v1 gets `mnist-initial`."""
+    with ChartRelease(cluster, "default").prepared() as release:
+        release.install("--set", "trainer.runAtInstall=false")
+        env, args, service_account = operator_container(cluster)
+        for name in (env["MNIST_OPERATOR_SERVING_CONFIGMAP"], env["MNIST_OPERATOR_ROUTING_CONFIGMAP"]):
+            cluster.check(cluster.kubectl("delete", "configmap", name))
+        kubeconfig = str(cluster.service_account_kubeconfig(service_account))
+        port = free_port()
+        argv = [arg for arg in args if not arg.startswith("--liveness")] + [
+            f"--liveness=http://127.0.0.1:{port}/healthz", "--namespace", cluster.namespace]
+        log = (tmp_path / "operator.log").open("w")
+        operator = subprocess.Popen([str(Path(sys.executable).parent / "mnist-operator"), *argv],
+                                    env={**os.environ, **cluster.env(), **env, "MNIST_OPERATOR_KUBECONFIG": kubeconfig,
+                                         "MNIST_OPERATOR_SERVING_REST": ""}, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        try:
+            def configmaps() -> bool:
+                assert operator.poll() is None, (tmp_path / "operator.log").read_text()[-3000:]
+                return all(cluster.get("v1", "ConfigMap", n) is not None for n in (f"{PREFIX}-model-config",
+                                                                                   f"{PREFIX}-routing"))
+            wait_for(configmaps, 60, "the operator to create its ConfigMaps at start")
+            cluster.apply(modelversion(1))
+            wait_for(lambda: cluster.get(*MR, "mnist-initial") is not None, 60, "mnist-initial")
+            assert cluster.get(*MR, "mnist-initial")["spec"]["candidateVersion"] == 1
+            wait_for(lambda: any("rolling its first registered version v1 in" in e.get("message", "")
+                                 for e in cluster.events("mnist-v1")), 30, "the InitialRollout Event on mnist-v1")
+        finally:
+            operator.terminate()
+            try:
+                operator.wait(10)
+            except subprocess.TimeoutExpired:
+                operator.kill()
