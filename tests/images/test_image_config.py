@@ -84,8 +84,10 @@ def test_only_the_downloading_step_sees_the_ca_bundle_and_only_as_a_build_secret
 
 
 def make_dry_run(*args: str) -> str:
+    # Not the variables of a make that runs these tests (make test-images PLATFORM=... passes them in MAKEFLAGS).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PLATFORM")}
     result = subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=60)
+                            text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
