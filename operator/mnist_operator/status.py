@@ -53,6 +53,11 @@ def parse_ts(text: str | None) -> float | None:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
+def value_or(value: Any, default: Any) -> Any:
+    """A field's value, or `default` where it is absent (what dict.get(key, default) did on the JSON)."""
+    return default if value is None else value
+
+
 def _enum(kind: type[StrEnum], value: Any) -> Any:
     """The member for a known value; anything else as it came (the CRD does not constrain stage), so that it is
     written back unchanged and judged as the plain string it was."""

@@ -9,7 +9,7 @@ from typing import Any
 import requests
 
 from mnist_operator.config import GROUP, VERSION
-from mnist_operator.decide import CandidateInfo
+from mnist_operator.observation import CandidateInfo
 
 
 def store_versions(model_dir: str | Path) -> list[int]:
