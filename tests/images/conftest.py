@@ -16,6 +16,7 @@ import pytest
 
 from .containers import (
     IMAGE_NAMES,
+    SLOWDOWN,
     Container,
     EngineError,
     Mount,
@@ -32,6 +33,17 @@ TRAIN_ARGS = ["--model-base-path", "/models/mnist", "--epochs", "1", "--train-li
               "--batch-size", "64", "--register", "never"]
 # A cold build (TensorFlow downloaded and installed for two images) takes many minutes on a 2-core machine.
 BUILD_TIMEOUT_S = 3600
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under emulation (make test-images PLATFORM=<another architecture>) each test's time limit (pyproject.toml's
+    pytest timeout) stretches with its waits."""
+    if SLOWDOWN == 1:
+        return
+    limit = float(config.getini("timeout") or 600) * SLOWDOWN
+    for item in items:
+        if "tests/images/" in item.nodeid and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(limit))
 
 
 @pytest.fixture(scope="session")
