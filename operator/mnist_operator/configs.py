@@ -81,8 +81,8 @@ def final_configs(status: Status | dict[str, Any], rollout: str,
             RoutingState(model=model, strategy="single", routes=(Route(keep, "stable", 100),), rollout=rollout))
 
 
-def on_delete(status: Status | dict[str, Any], rollout: str,
-              base_path: str) -> tuple[ServingState, RoutingState] | None:
+def deleted_configs(status: Status | dict[str, Any], rollout: str,
+                    base_path: str) -> tuple[ServingState, RoutingState] | None:
     """Configs to write when an unfinished rollout is deleted: everything back to stable; None: touch nothing."""
     st = as_status(status)
     if st.phase in TERMINAL or st.stage in (None, Stage.WAITING):

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mnist_operator.configs import CANDIDATE_LABEL, desired_configs, final_configs, on_delete
+from mnist_operator.configs import CANDIDATE_LABEL, as_status, deleted_configs, desired_configs, final_configs
 from mnist_operator.merge_patch import without_nulls
 from mnist_operator.observation import CandidateInfo, Observation
 from mnist_operator.render import RoutingState, ServingState, routing_document
@@ -39,7 +39,8 @@ __all__ = ["ABTEST", "ACTIVE", "CANARY", "CANDIDATE_LABEL", "DONE", "FACT_STAGES
            "PAUSED", "PENDING", "PROGRESSING", "PROMOTED", "PROMOTING", "ROLLED_BACK", "ROLLING_BACK", "SHADOW",
            "TERMINAL", "TRAFFIC_STAGES", "WAITING", "CandidateInfo", "Decision", "Event", "Observation", "Phase",
            "Stage", "Status", "blocking_rollout", "decide", "desired_configs", "final_configs", "on_delete",
-           "parse_ts", "serves_nothing", "stable_to_check", "ts"]
+           "parse_ts", "serves_nothing", "stable_to_check", "ts", "FactsNeeded", "facts_needed", "next_delay",
+           "TERMINAL_RECHECK_S", "restores_on_delete", "steady_delay"]
 
 PENDING, PROGRESSING, PAUSED, PROMOTED, ROLLED_BACK, FAILED = (
     Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
@@ -49,6 +50,7 @@ WAITING, GATE, LOADING, CANARY, ABTEST, SHADOW, PROMOTING, ROLLING_BACK, DONE = 
 # Stages whose decisions need the candidate's facts (the shells gather them only then): the gate and loading, and
 # every later step that sends more traffic to the candidate or moves a label to it.
 FACT_STAGES = (None, WAITING, GATE, LOADING, *TRAFFIC_STAGES, PROMOTING)
+TERMINAL_RECHECK_S = 60.0  # a finished rollout is looked at again this often (its configs are re-asserted)
 
 
 @dataclass
@@ -62,6 +64,73 @@ class Decision:
     @property
     def routing_document(self) -> dict[str, Any] | None:
         return None if self.routing is None else routing_document(self.routing, self.routing_generation)
+
+
+# ------------------------------------------------------------------------------------ what the shells do around a tick
+
+
+@dataclass(frozen=True)
+class FactsNeeded:
+    """Which facts a shell gathers before the next decision: each costs API or HTTP calls."""
+
+    arbitration: bool  # the other rollouts of the model (blocking_rollout): until this one is active
+    candidate: bool  # the candidate's facts (and the TF Serving replicas to ask)
+    stable: bool  # the stable version's facts: the gate checks it before any config names it
+    metrics: bool  # a metrics snapshot: while traffic is judged or frontends are followed
+
+
+def facts_needed(status: Status | dict[str, Any]) -> FactsNeeded:
+    """The facts a rollout in this status needs for its next decision."""
+    st = as_status(status)
+    return FactsNeeded(arbitration=st.phase not in ACTIVE, candidate=st.stage in FACT_STAGES,
+                       stable=st.stage in (None, WAITING, GATE),
+                       metrics=st.stage in (*TRAFFIC_STAGES, LOADING, PROMOTING, ROLLING_BACK))
+
+
+def next_delay(status: Status | dict[str, Any], spec: dict[str, Any], max_tick_s: float,
+               before: Status | dict[str, Any] | None = None) -> float:
+    """How long until the next decision is useful: at once after a stage change (`before` is the status the tick
+    started from), sooner while a fact is awaited or traffic judged, rarely once finished."""
+    st = as_status(status)
+    if before is not None and as_status(before).stage != st.stage:
+        return 0.0  # a new stage often has its next fact ready already (e.g. the candidate is AVAILABLE)
+    if st.phase in TERMINAL:
+        return TERMINAL_RECHECK_S
+    try:
+        interval = parse_spec(spec).interval_s
+    except SpecError:
+        return TERMINAL_RECHECK_S
+    if st.stage in (GATE, LOADING, PROMOTING, ROLLING_BACK):
+        return min(0.5, max_tick_s)  # polling for a fact (AVAILABLE, frontends on new routing): look often
+    return steady_delay(interval, max_tick_s)
+
+
+def steady_delay(interval_s: float, max_tick_s: float) -> float:
+    """The cadence while traffic is judged: twice per analysis interval, within 0.2 s and max_tick_s. Local mode
+    keeps it at every stage (docs/DEVELOPMENT.md says why)."""
+    return max(0.2, min(interval_s / 2, max_tick_s))
+
+
+def restores_on_delete(status: Status | dict[str, Any], rollout: str, base_path: str) -> bool:
+    """Whether deleting this rollout writes anything (on_delete may still find the routing someone else's)."""
+    return deleted_configs(status, rollout, base_path) is not None
+
+
+def on_delete(status: Status | dict[str, Any], rollout: str, base_path: str,
+              current_routing: dict[str, Any] | None) -> Decision | None:
+    """What deleting an unfinished rollout writes: all traffic back to stable and the candidate unloaded, stamped one
+    routing generation past both the status's and the document in place. None: touch nothing (finished, never
+    started, an initial rollout with nothing to go back to, or the model's routing now belongs to another rollout)."""
+    st = as_status(status)
+    configs = deleted_configs(st, rollout, base_path)
+    if configs is None:
+        return None
+    if isinstance(current_routing, dict) and current_routing.get("rollout") not in (None, rollout):
+        return None  # someone else owns the model's routing now
+    serving, routing = configs
+    gen = max(int(value_or(st.routing_generation, 0)), int((current_routing or {}).get("generation") or 0)) + 1
+    msg = f"deleted mid-rollout: 100% back to stable v{st.stable_version}, v{st.candidate_version} unloaded"
+    return Decision(st.to_json(), serving, routing, gen, [Event("Warning", "RolledBackOnDelete", msg)])
 
 
 # ------------------------------------------------------------------------------------------------------- arbitration

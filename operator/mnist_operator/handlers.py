@@ -11,17 +11,17 @@ $KUBECONFIG / ~/.kube/config. Every other environment variable it reads is in mn
 (ConfigMap names and keys, frontend label selector, metrics port/path or fixed URLs, Prometheus URL, TF Serving REST
 URL, model store path, timeouts).
 
-One daemon per ModelRollout drives ticks: read the object, gather facts (other rollouts of the model, the routing
-in place, the candidate's ModelVersion / model store / TF Serving status, frontend metrics), call decide(), write
-the ConfigMaps (model config first, routing second), patch status, post Events. Spec changes wake the daemon at once.
-All state is in .status; the daemon keeps nothing it needs across restarts.
+One daemon per ModelRollout drives ticks: read the object, then loop.tick with this shell's adapter (KubeShell):
+gather the facts the core asks for (cluster_facts.py: other rollouts of the model, the routing in place, the
+candidate's ModelVersion / model store / TF Serving status, frontend metrics), decide(), write the ConfigMaps (model
+config first, routing second), patch status; then post Events and sleep decide.next_delay. Spec changes wake the
+daemon at once. All state is in .status; the daemon keeps nothing it needs across restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -35,29 +35,33 @@ import kubernetes
 import requests
 from kubernetes.client.rest import ApiException
 
-from mnist_operator import auto, merge_patch, metrics_source, replicas, versions
+from mnist_operator import auto, loop, merge_patch, versions
 from mnist_operator import decide as core
 from mnist_operator.analysis import Snapshot
+from mnist_operator.cluster_facts import (
+    Clients,
+    api_error_text,
+    candidate_info,
+    current_routing,
+    metrics_snapshot,
+    other_rollouts,
+    read_configmap_key,
+    register_version,
+    routing_configmap,
+    serving_base_path,
+    serving_configmap,
+    serving_replicas,
+)
 from mnist_operator.config import GROUP, MODELVERSION_PLURAL, ROLLOUT_PLURAL, VERSION, OperatorConfig, env
+from mnist_operator.observation import CandidateInfo
 from mnist_operator.render import render_model_config, render_routing
 from mnist_operator.spec import SpecError, parse_spec
 
 log = logging.getLogger("mnist_operator")
 ANNOTATION_PREFIX = GROUP
-TERMINAL_RECHECK_S = 60.0
 DISCOVERY_PERIOD_S = 30.0
-API_MESSAGE_LIMIT = 400  # characters of the API server's message quoted in logs, Events and the status
 API_RETRY_MAX_S = 30.0  # longest wait between two ticks of a rollout whose API calls are refused
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
-
-@dataclass
-class Clients:
-    cfg: OperatorConfig
-    core: Any
-    custom: Any
-    http: requests.Session
-    discovery: Any = None  # discovery.k8s.io/v1: the serving Service's EndpointSlices
 
 
 _clients: Clients | None = None
@@ -180,22 +184,6 @@ class Discovery:
 # ----------------------------------------------------------------------------------------------- refused API calls
 
 
-def api_error_text(exc: ApiException, limit: int = API_MESSAGE_LIMIT) -> str:
-    """What the API server said about a refused call, on one line of at most `limit` characters: the `message` of
-    its Status body (for a 403 it names the verb, the resource, the object and the user), else the body, else the
-    HTTP reason."""
-    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
-    text = ""
-    if isinstance(body, str) and body.strip():
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            doc = None
-        text = doc["message"] if isinstance(doc, dict) and isinstance(doc.get("message"), str) else body
-    text = " ".join((text or str(exc.reason or "")).split()) or "no message"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def api_error_reason(exc: ApiException) -> str:
     """The reason of the Warning Event and the Degraded condition a refused call sets."""
     return "APIForbidden" if exc.status == 403 else "APIError"
@@ -230,22 +218,12 @@ def _record_refusal(lock: threading.Lock, namespace: str, name: str, conditions:
                        f"{api_error_text(exc)}")
 
 
-# ------------------------------------------------------------------------------------------------- facts (I/O only)
-
-
-def _read_configmap_key(c: Clients, namespace: str, name: str, key: str) -> str | None:
-    try:
-        cm = c.core.read_namespaced_config_map(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return (cm.data or {}).get(key)
+# ---------------------------------------------------------------------------------------------- writes (I/O only)
 
 
 def _write_configmap_key(c: Clients, namespace: str, name: str, key: str, text: str) -> bool:
     """Set one key of a ConfigMap (created when missing); False when it already held exactly this text."""
-    current = _read_configmap_key(c, namespace, name, key)
+    current = read_configmap_key(c, namespace, name, key)
     if current == text:
         return False
     body = {"metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "mnist-operator"}},
@@ -259,128 +237,42 @@ def _write_configmap_key(c: Clients, namespace: str, name: str, key: str, text: 
     return True
 
 
-def routing_configmap(c: Clients, model: str) -> str:
-    return c.cfg.routing_configmap.format(model=model)
-
-
-def serving_configmap(c: Clients, model: str) -> str:
-    return c.cfg.serving_configmap.format(model=model)
-
-
-def current_routing(c: Clients, namespace: str, model: str) -> dict[str, Any] | None:
-    text = _read_configmap_key(c, namespace, routing_configmap(c, model), c.cfg.routing_key)
-    try:
-        doc = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def serving_base_path(model: str) -> str:
-    return env("MNIST_OPERATOR_SERVING_BASE_PATH_TEMPLATE").format(model=model)
-
-
-def serving_replicas(c: Clients, namespace: str) -> list[str] | None:
-    """TF Serving REST base URLs to ask, one per replica where known (replicas.py); None: no TF Serving URL."""
-    if c.cfg.serving_replicas:
-        return list(c.cfg.serving_replicas)
-    if c.cfg.serving_service:
-        slices = replicas.list_service_slices(c.discovery, namespace, c.cfg.serving_service)
-        return replicas.ready_rest_urls(slices)
-    return [c.cfg.serving_rest] if c.cfg.serving_rest else None
-
-
-def candidate_info(c: Clients, namespace: str, model: str, version: int,
-                   serving: list[str] | None = None) -> core.CandidateInfo:
-    """Gate facts about one version (the candidate, or the stable one): ModelVersion (else model store) for existence
-    and accuracy; TF Serving (else store) for AVAILABLE: on every replica in `serving` (serving_replicas)."""
-    info = core.CandidateInfo()
-    try:
-        mv = c.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, MODELVERSION_PLURAL,
-                                                   versions.modelversion_name(model, version))
-        acc = (mv.get("spec") or {}).get("testAccuracy")
-        info = core.CandidateInfo(exists=True, test_accuracy=acc if isinstance(acc, int | float) else None,
-                                  available=False, detail=f"ModelVersion {versions.modelversion_name(model, version)}")
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-    store = f"{c.cfg.model_base_path.rstrip('/')}/{model}" if c.cfg.model_base_path else ""
-    if store:
-        from_store = versions.store_candidate_info(store, version)
-        if not info.exists and from_store.exists:
-            register_version(c, namespace, model, version, store)
-            info = from_store
-        elif info.exists and info.test_accuracy is None:
-            info = core.CandidateInfo(True, from_store.test_accuracy, False, info.detail)
-    if serving is not None:
-        ok, seen = replicas.version_on_every_replica(serving, model, version, c.cfg.http_timeout_s, c.http)
-        return core.CandidateInfo(info.exists, info.test_accuracy, ok, seen)
-    if store:
-        ok = versions.store_candidate_info(store, version).available
-        return core.CandidateInfo(info.exists, info.test_accuracy, ok, f"model store {store}/{version} (no TF Serving URL)")
-    # Neither TF Serving nor the store is reachable from here: a registered version is taken as loadable.
-    return core.CandidateInfo(info.exists, info.test_accuracy, info.exists, info.detail + " (no TF Serving URL)")
-
-
-def stable_facts(c: Clients, namespace: str, spec: dict[str, Any], routing_doc: dict[str, Any] | None,
-                 serving: list[str] | None = None) -> dict[int, core.CandidateInfo]:
-    """Gate facts about the stable version the gate will use (the spec's, else the routing's), checked like the
-    candidate; an invalid spec needs none (decide() refuses it)."""
-    try:
-        parsed = parse_spec(spec)
-    except SpecError:
-        return {}
-    stable = core.stable_to_check(parsed, routing_doc)
-    if stable is None or stable == parsed.candidate_version:
-        return {}
-    return {stable: candidate_info(c, namespace, parsed.model, stable, serving)}
-
-
-def register_version(c: Clients, namespace: str, model: str, version: int, store: str) -> bool:
-    """Create the ModelVersion of a version found in the model store (fail-soft: the registry is informational)."""
-    body = versions.modelversion_manifest(model, version, f"{store}/{version}", versions.store_metrics(store, version),
-                                          namespace)
-    try:
-        c.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, MODELVERSION_PLURAL, body)
-    except ApiException as exc:
-        if exc.status != 409:
-            log.warning("cannot register ModelVersion %s/%s: HTTP %s: %s", namespace, body["metadata"]["name"],
-                        exc.status, api_error_text(exc))
-        return False
-    log.info("registered ModelVersion %s/%s", namespace, body["metadata"]["name"])
-    return True
-
-
-def metrics_snapshot(c: Clients, namespace: str, model: str) -> Snapshot:
-    cfg = c.cfg
-    if cfg.prometheus_url:
-        return metrics_source.query_prometheus(cfg.prometheus_url, model, cfg.http_timeout_s, c.http)
-    if cfg.metrics_urls:
-        urls = {u: u for u in cfg.metrics_urls}
-    else:
-        try:
-            urls = metrics_source.ready_pod_urls(c.core, namespace, cfg.frontend_selector, cfg.metrics_port,
-                                                 cfg.metrics_path)
-        except ApiException as exc:
-            return Snapshot(taken_at=time.time(),
-                            errors=[f"listing frontend pods: HTTP {exc.status}: {api_error_text(exc, 200)}"])
-        if not urls:
-            return Snapshot(taken_at=time.time(), errors=[f"no ready pod matches {cfg.frontend_selector!r}"])
-    return metrics_source.scrape_urls(urls, model, cfg.http_timeout_s, c.http)
-
-
-def _others(c: Clients, namespace: str, model: str) -> list[tuple[str, str, str | None]]:
-    items = c.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, ROLLOUT_PLURAL).get("items", [])
-    return [(f"{namespace}/{o['metadata']['name']}", o["metadata"].get("creationTimestamp") or "",
-             (o.get("status") or {}).get("phase"))
-            for o in items if (o.get("spec") or {}).get("model") == model]
-
-
 # --------------------------------------------------------------------------------------------------------- one tick
 
 
+@dataclass
+class KubeShell:
+    """The kopf shell's adapter for loop.tick: facts from the cluster (cluster_facts.py), decisions into the two
+    ConfigMaps, the rollout's .status and its ModelVersions."""
+
+    c: Clients
+    namespace: str
+    name: str
+
+    def other_rollouts(self, model: str) -> list[tuple[str, str, str | None]]:
+        return other_rollouts(self.c, self.namespace, model)
+
+    def routing(self, model: str) -> dict[str, Any] | None:
+        return current_routing(self.c, self.namespace, model)
+
+    def version_facts(self, model: str, wanted: list[int]) -> dict[int, CandidateInfo]:
+        serving = serving_replicas(self.c, self.namespace)  # listed once a tick, asked about every version
+        return {v: candidate_info(self.c, self.namespace, model, v, serving) for v in wanted}
+
+    def metrics(self, model: str) -> Snapshot:
+        return metrics_snapshot(self.c, self.namespace, model)
+
+    def base_path(self, model: str) -> str:
+        return serving_base_path(model)
+
+    def apply(self, before: dict[str, Any], decision: core.Decision) -> None:
+        apply_decision(self.c, self.namespace, decision)
+        _patch_status(self.c, self.namespace, self.name, before, decision.status)
+        _update_versions(self.c, self.namespace, before, decision.status, f"{self.namespace}/{self.name}")
+
+
 def tick(namespace: str, name: str, now: float | None = None) -> tuple[dict[str, Any], core.Decision] | None:
-    """Read, decide, write. Returns (object, decision), or None when the object is gone."""
+    """Read, then loop.tick (gather, decide, write). Returns (object, decision), or None when the object is gone."""
     c = clients()
     try:
         obj = c.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, ROLLOUT_PLURAL, name)
@@ -390,37 +282,11 @@ def tick(namespace: str, name: str, now: float | None = None) -> tuple[dict[str,
         raise
     if obj["metadata"].get("deletionTimestamp"):
         return None
-    spec = obj.get("spec") or {}
     status = {k: v for k, v in (obj.get("status") or {}).items() if k != "kopf"}
-    key = f"{namespace}/{name}"
-    model = spec.get("model") if isinstance(spec.get("model"), str) else None
-    stage = status.get("stage")
-    blocked = None
-    routing_doc = None
-    cand = core.CandidateInfo()
-    versions: dict[int, core.CandidateInfo] = {}
-    metrics = None
-    if model:
-        if status.get("phase") not in core.ACTIVE:
-            blocked = core.blocking_rollout(key, obj["metadata"].get("creationTimestamp") or "", status.get("phase"),
-                                            _others(c, namespace, model))
-        routing_doc = current_routing(c, namespace, model)
-        cv = spec.get("candidateVersion")
-        gather = stage in core.FACT_STAGES
-        serving = serving_replicas(c, namespace) if gather else None
-        if gather and isinstance(cv, int) and cv > 0:
-            cand = candidate_info(c, namespace, model, cv, serving)
-        if stage in (None, core.WAITING, core.GATE):
-            versions = stable_facts(c, namespace, spec, routing_doc, serving)
-        if stage in core.TRAFFIC_STAGES or stage in (core.PROMOTING, core.ROLLING_BACK, core.LOADING):
-            metrics = metrics_snapshot(c, namespace, model)
-    obs = core.Observation(rollout=key, generation=int(obj["metadata"].get("generation") or 1), metrics=metrics,
-                           candidate=cand, serving_base_path=serving_base_path(model or "model"),
-                           current_routing=routing_doc, blocked_by=blocked, versions=versions)
-    decision = core.decide(spec, status, obs, time.time() if now is None else now)
-    apply_decision(c, namespace, decision)
-    _patch_status(c, namespace, name, status, decision.status)
-    _update_versions(c, namespace, status, decision.status, key)
+    rollout = loop.Rollout(key=f"{namespace}/{name}", spec=obj.get("spec") or {}, status=status,
+                           generation=int(obj["metadata"].get("generation") or 1),
+                           created=obj["metadata"].get("creationTimestamp") or "")
+    decision = loop.tick(KubeShell(c, namespace, name), rollout, time.time() if now is None else now)
     return obj, decision
 
 
@@ -465,19 +331,6 @@ def _update_versions(c: Clients, namespace: str, old: dict[str, Any], new: dict[
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("ModelVersion %s-v%s status: HTTP %s: %s", model, version, exc.status, api_error_text(exc))
-
-
-def next_delay(status: dict[str, Any], spec: dict[str, Any], max_tick_s: float) -> float:
-    """How long until the next decision is useful: sooner while traffic is judged, rarely once finished."""
-    if status.get("phase") in core.TERMINAL:
-        return TERMINAL_RECHECK_S
-    try:
-        interval = parse_spec(spec).interval_s
-    except SpecError:
-        return TERMINAL_RECHECK_S
-    if status.get("stage") in (core.GATE, core.LOADING, core.PROMOTING, core.ROLLING_BACK):
-        return min(0.5, max_tick_s)  # polling for a fact (AVAILABLE, frontends on new routing): look often
-    return max(0.2, min(interval / 2, max_tick_s))
 
 
 # ----------------------------------------------------------------------------------------------------------- kopf
@@ -538,9 +391,8 @@ async def drive_rollout(name: str, namespace: str, body: kopf.Body, memo: Any, l
                                                               f"refused tick(s); refused before: {refused}")
             failures, refused = 0, ""
             _post(obj, decision.events, logger)
-            delay = next_delay(decision.status, obj.get("spec") or {}, c.cfg.max_tick_s)
-            if decision.status.get("stage") != (obj.get("status") or {}).get("stage"):
-                delay = 0.0  # a new stage often has its next fact ready already (e.g. the candidate is AVAILABLE)
+            delay = core.next_delay(decision.status, obj.get("spec") or {}, c.cfg.max_tick_s,
+                                    before=obj.get("status") or {})
         except ApiException as exc:
             failures += 1
             delay = retry_delay(failures)
@@ -600,18 +452,17 @@ def _restore_on_delete(c: Clients, namespace: str, name: str, key: str, status: 
         if exc.status != 404:
             raise
     st = dict(status or {})
-    configs = core.on_delete(st, key, serving_base_path(st.get("model") or "model"))
-    if configs is None:
+    model = st.get("model") or "model"
+    base_path = serving_base_path(model)
+    if not core.restores_on_delete(st, key, base_path):
         return
-    doc = current_routing(c, namespace, st.get("model") or "model")
-    if isinstance(doc, dict) and doc.get("rollout") not in (None, key):
-        return  # someone else owns the model's routing now
-    serving, routing = configs
-    gen = max(int(st.get("routingGeneration", 0)), int((doc or {}).get("generation") or 0)) + 1
-    apply_decision(c, namespace, core.Decision(st, serving, routing, gen, []))
-    msg = f"deleted mid-rollout: 100% back to stable v{st.get('stableVersion')}, v{st.get('candidateVersion')} unloaded"
-    logger.warning(msg)
-    kopf.warn(body, reason="RolledBackOnDelete", message=msg)
+    decision = core.on_delete(st, key, base_path, current_routing(c, namespace, model))
+    if decision is None:
+        return
+    apply_decision(c, namespace, decision)
+    for e in decision.events:
+        logger.warning(e.message)
+        kopf.warn(body, reason=e.reason, message=e.message)
 
 
 @kopf.on.create(GROUP, VERSION, MODELVERSION_PLURAL)

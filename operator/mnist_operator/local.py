@@ -1,4 +1,5 @@
-"""Local mode: drive ONE rollout with the same decide() against files and a running frontend's /metrics.
+"""Local mode: drive ONE rollout with the same loop as the operator (loop.tick: gather, decide, apply) against files
+and a running frontend's /metrics.
 
 No Kubernetes: the routing config and TF Serving's model config are plain files (written atomically: temp file in
 the same directory, then rename), metrics are scraped from the given URLs, and the AVAILABLE gate is TF Serving's
@@ -22,7 +23,8 @@ import requests
 import yaml
 
 from mnist_operator import decide as core
-from mnist_operator import metrics_source, replicas, versions
+from mnist_operator import loop, metrics_source, replicas, versions
+from mnist_operator.analysis import Snapshot
 from mnist_operator.config import GROUP
 from mnist_operator.render import render_model_config, render_routing
 from mnist_operator.spec import MAX_VERSION, SpecError, parse_spec, shown
@@ -38,6 +40,7 @@ MAX_YAML_NODES = 1000
 # routing.json and --status-file are this tool's own output (a status holds per-pod counters): generous, bounded.
 MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_MESSAGE_CHARS = 500
+MAX_TICK_S = 1.0  # longest sleep between two decisions without --tick (the kopf shell: MNIST_OPERATOR_MAX_TICK_S)
 # Kubernetes object names: a DNS subdomain (253) for the rollout, a DNS label (63) for the namespace.
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 NAME_RE = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
@@ -279,46 +282,32 @@ def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.ti
         opts.model_base_path = base_path_in_config(opts.serving_config, parsed.model)
     key, generation = rollout_identity(obj, opts.rollout)
     base_path = str(opts.model_base_path.resolve()) if opts.model_base_path else f"/models/{parsed.model}"
-    tick_s = opts.tick_s if opts.tick_s is not None else max(0.2, min(parsed.interval_s / 2, 1.0))
+    # One cadence at every stage, not next_delay's faster polls: docs/DEVELOPMENT.md says why.
+    tick_s = opts.tick_s if opts.tick_s is not None else core.steady_delay(parsed.interval_s, MAX_TICK_S)
     status: dict[str, Any] | None = read_status_file(opts.status_file) if opts.status_file else None
     status_unchecked = status is not None  # a status from a file is input until decide() has used it once
     http = requests.Session()
     started = clock()
     tty = out.isatty()
     last_progress = ""
-    while True:
-        now = clock()
-        st = status or {}
-        cand = core.CandidateInfo()
-        routing_now = _read_json(opts.routing_file)
-        if st.get("stage") in core.FACT_STAGES:
-            cand = _version_facts(opts, parsed.model, parsed.candidate_version, http)
-        versions = {}
-        stable = core.stable_to_check(parsed, routing_now)
-        if st.get("stage") in (None, core.WAITING, core.GATE) and stable not in (None, parsed.candidate_version):
-            versions[stable] = _version_facts(opts, parsed.model, stable, http)  # checked like the candidate
-        metrics = None
-        if st.get("stage") in (*core.TRAFFIC_STAGES, core.LOADING, core.PROMOTING, core.ROLLING_BACK):
-            metrics = metrics_source.scrape_urls({u: u for u in opts.metrics_urls}, parsed.model,
-                                                 opts.http_timeout_s, http, clock)
-        obs = core.Observation(rollout=key, generation=generation, metrics=metrics,
-                               candidate=cand, serving_base_path=base_path, current_routing=routing_now,
-                               versions=versions)
+    shell = LocalShell(opts, http, clock, base_path)
+
+    def checked_decide(spec_: dict[str, Any], before: dict[str, Any] | None, obs: core.Observation,
+                       now_: float) -> core.Decision:
         try:
-            d = core.decide(spec, status, obs, now)
+            return core.decide(spec_, before, obs, now_)
         except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
             if not status_unchecked:
                 raise
             raise LocalError(f"status file {opts.status_file} is not a status this tool wrote "
                              f"({type(exc).__name__}: {shown(str(exc))}); nothing written") from exc
+
+    while True:
+        now = clock()
+        d = loop.tick(shell, loop.Rollout(key=key, spec=spec, status=status, generation=generation), now,
+                      decide=checked_decide)
         status_unchecked = False
-        if d.serving is not None:
-            atomic_write(opts.serving_config, render_model_config([d.serving]))
-        if d.routing is not None:
-            atomic_write(opts.routing_file, render_routing(d.routing, d.routing_generation))
         status = d.status
-        if opts.status_file:
-            atomic_write(opts.status_file, json.dumps(status, indent=1, sort_keys=True) + "\n")
         for e in d.events:
             stamp = time.strftime("%H:%M:%S", time.localtime(now))
             if tty and last_progress:
@@ -346,6 +335,41 @@ def run_local(opts: LocalOptions, out: TextIO = sys.stdout, clock: Any = time.ti
             sys.stderr.write(f"Timeout: rollout still {phase}/{status.get('stage')} after {opts.timeout_s:.0f}s\n")
             return 3
         time.sleep(tick_s)
+
+
+@dataclass
+class LocalShell:
+    """The local shell's adapter for loop.tick: facts from files, the given URLs and the model store; decisions into
+    the two files (atomically) and --status-file."""
+
+    opts: LocalOptions
+    http: requests.Session
+    clock: Any
+    serving_base_path: str
+
+    def other_rollouts(self, model: str) -> list[tuple[str, str, str | None]]:
+        return []  # one rollout: nothing to wait for
+
+    def routing(self, model: str) -> dict[str, Any] | None:
+        return _read_json(self.opts.routing_file)
+
+    def version_facts(self, model: str, wanted: list[int]) -> dict[int, core.CandidateInfo]:
+        return {v: _version_facts(self.opts, model, v, self.http) for v in wanted}
+
+    def metrics(self, model: str) -> Snapshot:
+        return metrics_source.scrape_urls({u: u for u in self.opts.metrics_urls}, model, self.opts.http_timeout_s,
+                                          self.http, self.clock)
+
+    def base_path(self, model: str) -> str:
+        return self.serving_base_path
+
+    def apply(self, before: dict[str, Any], decision: core.Decision) -> None:
+        if decision.serving is not None:
+            atomic_write(self.opts.serving_config, render_model_config([decision.serving]))
+        if decision.routing is not None:
+            atomic_write(self.opts.routing_file, render_routing(decision.routing, decision.routing_generation))
+        if self.opts.status_file:
+            atomic_write(self.opts.status_file, json.dumps(decision.status, indent=1, sort_keys=True) + "\n")
 
 
 def _version_facts(opts: LocalOptions, model: str, version: int, http: requests.Session) -> core.CandidateInfo:

@@ -4,7 +4,9 @@ The JSON form is a public contract (the CRD's status schema, `kubectl get mr`, t
 writes exactly the keys and values decide() has always written, and to_json(from_json(x)) == x for every null-free
 status (tests/operator/test_status.py). So from_json takes values as they come, without coercion, and keeps keys it
 does not know in `extra`: the CRD lets anyone store more under .status (x-kubernetes-preserve-unknown-fields), and
-the operator must not delete what it did not write.
+the operator must not delete what it did not write. The analysis sub-documents (baseline, totals, lastAnalysis) and
+the conditions stay JSON: the baseline is analysis.Snapshot's own form, and the rest are reports for people that the
+tick writes whole.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 import pytest
 from kubernetes.client.rest import ApiException
-from mnist_operator import handlers
+from mnist_operator import cluster_facts, handlers
 from mnist_operator.decide import ts
 
 FORBIDDEN = ('configmaps "mnist-routing" is forbidden: User "system:serviceaccount:ml:op" cannot patch resource '
@@ -48,7 +48,7 @@ def test_api_error_text_without_a_status_message_falls_back_to_the_body_then_the
 
 def test_api_error_text_is_one_bounded_line_whatever_the_server_says() -> None:
     text = handlers.api_error_text(api_exception(500, "Internal", status_body("x\n" * 10_000, 500)))
-    assert len(text) == handlers.API_MESSAGE_LIMIT and text.endswith("...") and "\n" not in text
+    assert len(text) == cluster_facts.API_MESSAGE_LIMIT and text.endswith("...") and "\n" not in text
     assert handlers.api_error_text(api_exception(0, None, None)) == "no message"
 
 

@@ -290,10 +290,15 @@ def test_deleting_mid_rollout_restores_stable_and_deleting_a_finished_one_touche
     w = World(canary_spec())
     while w.weight(2) < 10:
         w.tick()
-    serving, routing = on_delete(w.status, KEY, "/models/mnist")
-    assert serving.versions == (1,) and [(r.version, r.weight) for r in routing.routes] == [(1, 100)]
+    d = on_delete(w.status, KEY, "/models/mnist", w.routing)
+    assert d.serving.versions == (1,) and [(r.version, r.weight) for r in d.routing.routes] == [(1, 100)]
+    # Stamped past both the status's generation and the document's, so every frontend sees a new routing.
+    assert d.routing_generation == max(w.status["routingGeneration"], w.routing["generation"]) + 1
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "RolledBackOnDelete")]
+    assert "100% back to stable v1, v2 unloaded" in d.events[0].message
+    assert on_delete(w.status, KEY, "/models/mnist", dict(w.routing, rollout="default/other")) is None
     w.run(200)
-    assert on_delete(w.status, KEY, "/models/mnist") is None
+    assert on_delete(w.status, KEY, "/models/mnist", w.routing) is None
 
 
 def test_configs_follow_from_status_alone_so_a_restart_rewrites_the_same_routing():
@@ -387,7 +392,7 @@ def test_deleting_an_unfinished_initial_rollout_touches_nothing():
     w = World(canary_spec(), stable=None)
     _run_until(w, "Promoting")
     assert w.status["stage"] == "Promoting"
-    assert on_delete(w.status, KEY, "/models/mnist") is None  # no earlier version to go back to
+    assert on_delete(w.status, KEY, "/models/mnist", w.routing) is None  # no earlier version to go back to
 
 
 def test_an_explicit_stable_version_still_wins_over_an_initial_rollout():

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import jsonschema
 import yaml
-from mnist_operator import handlers, versions
+from mnist_operator import cluster_facts, handlers, loop, versions
+from mnist_operator import decide as core
 from mnist_operator.config import ENV_SETTINGS, OperatorConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,9 +66,15 @@ def test_docs_list_every_environment_variable():
 
 def test_next_delay_polls_fast_while_waiting_for_facts_and_rarely_when_done():
     spec = {"model": "mnist", "candidateVersion": 2, "analysis": {"interval": "30s"}}
-    assert handlers.next_delay({"phase": "Progressing", "stage": "Loading"}, spec, 5.0) == 0.5
-    assert handlers.next_delay({"phase": "Progressing", "stage": "Canary"}, spec, 5.0) == 5.0
-    assert handlers.next_delay({"phase": "Promoted", "stage": "Done"}, spec, 5.0) == handlers.TERMINAL_RECHECK_S
+    assert core.next_delay({"phase": "Progressing", "stage": "Loading"}, spec, 5.0) == 0.5
+    assert core.next_delay({"phase": "Progressing", "stage": "Canary"}, spec, 5.0) == 5.0
+    assert core.next_delay({"phase": "Progressing", "stage": "Canary"}, spec, 1.0) == 1.0
+    assert core.next_delay({"phase": "Promoted", "stage": "Done"}, spec, 5.0) == core.TERMINAL_RECHECK_S
+    assert core.next_delay({"phase": "Failed", "stage": "Done"}, {"model": "mnist"}, 5.0) == core.TERMINAL_RECHECK_S
+    # A new stage often has its next fact ready already: decide again at once.
+    canary = {"phase": "Progressing", "stage": "Canary"}
+    assert core.next_delay(canary, spec, 5.0, before={"phase": "Progressing", "stage": "Loading"}) == 0.0
+    assert core.next_delay(canary, spec, 5.0, before=canary) == 5.0
 
 
 def test_discovery_finds_published_versions_without_a_modelversion(tmp_path):
@@ -98,12 +105,25 @@ def test_the_kopf_shell_gathers_the_stable_versions_facts_like_the_candidates(tm
     publish(tmp_path / "mnist", 1)
     publish(tmp_path / "mnist", 2)
     cfg = OperatorConfig.from_env({"MNIST_OPERATOR_MODEL_BASE_PATH": str(tmp_path)})
-    c = handlers.Clients(cfg=cfg, core=None, custom=_NoModelVersions(), http=None)
+    c = cluster_facts.Clients(cfg=cfg, core=None, custom=_NoModelVersions(), http=None)
     routing = {"model": "mnist", "strategy": "single", "routes": [{"version": 1, "label": "stable", "weight": 100}]}
-    facts = handlers.stable_facts(c, "default", {"model": "mnist", "candidateVersion": 2, "stableVersion": 99}, routing)
+
+    class RoutingGiven(handlers.KubeShell):  # the cluster's facts, but the routing document from the test
+        doc: dict | None = None
+
+        def routing(self, model):
+            return self.doc
+
+    def stable_facts(spec, doc):
+        shell = RoutingGiven(c, "default", "r")
+        shell.doc = doc
+        at_the_gate = loop.Rollout("default/r", spec, {"phase": "Progressing", "stage": "Gate"})
+        return loop.gather(shell, at_the_gate).versions
+
+    facts = stable_facts({"model": "mnist", "candidateVersion": 2, "stableVersion": 99}, routing)
     assert list(facts) == [99] and not facts[99].exists and not facts[99].available
-    facts = handlers.stable_facts(c, "default", {"model": "mnist", "candidateVersion": 2}, routing)
+    facts = stable_facts({"model": "mnist", "candidateVersion": 2}, routing)
     assert list(facts) == [1] and facts[1].exists and facts[1].available
-    assert c.custom.created == ["mnist-v1"], "a stable version found in the store is registered like a candidate"
-    assert handlers.stable_facts(c, "default", {"model": "mnist", "candidateVersion": 2, "bogus": 1}, routing) == {}
-    assert handlers.stable_facts(c, "default", {"model": "mnist", "candidateVersion": 2}, None) == {}
+    assert "mnist-v1" in c.custom.created, "a stable version found in the store is registered like a candidate"
+    assert stable_facts({"model": "mnist", "candidateVersion": 2, "bogus": 1}, routing) == {}
+    assert stable_facts({"model": "mnist", "candidateVersion": 2}, None) == {}
