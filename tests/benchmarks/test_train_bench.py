@@ -1,0 +1,120 @@
+"""benchmarks/train_bench.py --compare: its last line (the issue's format), its refusals, and a real run on small
+inputs whose evaluations are slowed down on purpose, to show that the training clock leaves them out."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.benchmarks import BENCHMARKS, load_script
+
+LINE = re.compile(r"^time to (\d+\.\d)%: ours >?(\d+\.\d) s, keras-example >?(\d+\.\d) s, "
+                  r"pytorch-example >?(\d+\.\d) s; ratio ours/best-peer ([<>]?\d+\.\d\d|n/a)$")
+EVAL_DELAY_S = 0.3
+
+
+def result(name: str, reached_s: float | None, last_s: float) -> dict:
+    return {"recipe": name, "reached": reached_s and {"epoch": 1.0, "train_s": reached_s}, "train_s": last_s}
+
+
+@pytest.mark.parametrize(("times", "expected"), [
+    ((12.0, 4.0, 6.0), "time to 99.0%: ours 12.0 s, keras-example 4.0 s, pytorch-example 6.0 s; "
+                       "ratio ours/best-peer 3.00"),
+    ((None, 4.0, None), "time to 99.0%: ours >30.0 s, keras-example 4.0 s, pytorch-example >30.0 s; "
+                        "ratio ours/best-peer >7.50"),
+    ((3.0, None, None), "time to 99.0%: ours 3.0 s, keras-example >30.0 s, pytorch-example >30.0 s; "
+                        "ratio ours/best-peer <0.10"),
+    ((None, None, None), "time to 99.0%: ours >30.0 s, keras-example >30.0 s, pytorch-example >30.0 s; "
+                         "ratio ours/best-peer n/a"),
+])
+def test_last_line_has_the_issues_format_and_bounds_what_was_not_reached(times, expected):
+    bench = load_script("train_bench")
+    results = [result(name, t, t if t else 30.0) for name, t in zip(("ours", "keras-example", "pytorch-example"),
+                                                                    times, strict=True)]
+    line = bench.compare_line(0.99, results)
+    assert line == expected and LINE.match(line)
+
+
+def test_the_reference_recipes_are_the_published_networks():
+    bench = load_script("train_bench")
+    recipes = {r.name: r for r in bench.RECIPES}
+    assert (recipes["keras-example"].batch_size, recipes["keras-example"].epochs) == (128, 15)
+    assert (recipes["pytorch-example"].batch_size, recipes["pytorch-example"].epochs) == (64, 14)
+    keras_example = bench.build_keras_example(bench.TrainConfig(), 100)
+    pytorch_example = bench.build_pytorch_example(bench.TrainConfig(), 100)
+    # Parameter counts of the published networks: keras-io's summary says 34,826; PyTorch's Net is 1,199,882.
+    assert keras_example.count_params() == 34_826
+    assert pytorch_example.count_params() == 1_199_882
+    # StepLR(gamma=0.7) once per epoch of 100 steps; PyTorch's Adadelta constants.
+    optimizer = pytorch_example.optimizer
+    assert [round(float(optimizer._learning_rate(step)), 4) for step in (0, 99, 100, 250)] == [1.0, 1.0, 0.7, 0.49]
+    assert (optimizer.rho, optimizer.epsilon) == (0.9, 1e-6)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--compare", "--train-limit", "200"], "needs at least 512 training images"),
+    (["--compare", "--target", "1.5"], "not in (0, 1]"),
+    (["--compare", "--max-seconds", "0"], "not a positive number"),
+])
+def test_bad_arguments_are_refused(argv, message, mnist_npz, capsys):
+    bench = load_script("train_bench")
+    try:
+        code = bench.main(["--data", str(mnist_npz), *argv])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    assert code == 2 and message in capsys.readouterr().err
+
+
+# Runs the script in a process of its own (TensorFlow's thread settings are per process) with every evaluation
+# made EVAL_DELAY_S slower than it is.
+SLOW_EVALUATIONS = f"""
+import sys, time
+sys.argv[0] = {str(BENCHMARKS / "train_bench.py")!r}
+sys.path.insert(0, {str(BENCHMARKS.parent)!r})
+from tests.benchmarks import load_script
+bench = load_script("train_bench")
+measure = bench.accuracy_on
+def slow(*args, **kwargs):
+    time.sleep({EVAL_DELAY_S})
+    return measure(*args, **kwargs)
+bench.accuracy_on = slow
+sys.exit(bench.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_compare_on_small_inputs_prints_the_line_and_leaves_evaluations_off_the_clock(mnist_npz, tmp_path):
+    out = tmp_path / "compare.json"
+    max_seconds = 3.0
+    completed = subprocess.run(
+        [sys.executable, "-c", SLOW_EVALUATIONS, "--data", str(mnist_npz), "--compare", "--train-limit", "512",
+         "--test-limit", "300", "--target", "0.5", "--max-seconds", str(max_seconds), "--threads", "2",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=240)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    last = completed.stdout.strip().splitlines()[-1]
+    match = LINE.match(last)
+    assert match, last
+    assert match.group(1) == "50.0"
+    summary = json.loads(out.read_text())
+    assert [r["recipe"] for r in summary["recipes"]] == ["ours", "keras-example", "pytorch-example"]
+    assert (summary["train_images"], summary["test_images"], summary["threads"]) == (512, 300, 2)
+    for recipe, shown in zip(summary["recipes"], match.groups()[1:4], strict=True):
+        evaluations = recipe["evaluations"]
+        assert evaluations == len(recipe["curve"]) >= 1
+        # Every evaluation slept EVAL_DELAY_S: all of it is on the evaluation clock and none on the training one.
+        assert recipe["eval_s"] >= EVAL_DELAY_S * evaluations
+        assert recipe["train_s"] <= recipe["wall_s"] - EVAL_DELAY_S * evaluations
+        assert recipe["train_s"] + recipe["eval_s"] == pytest.approx(recipe["wall_s"], abs=0.5)
+        clocks = [point["train_s"] for point in recipe["curve"]]
+        assert clocks == sorted(clocks)
+        if recipe["reached"]:
+            assert recipe["curve"][-1]["test_accuracy"] >= 0.5
+            assert float(shown) == pytest.approx(recipe["reached"]["train_s"], abs=0.05)
+        else:  # stopped by the cap, or its whole published length was trained
+            assert clocks[-1] >= max_seconds or evaluations == 4 * recipe["epochs_planned"]
+            assert all(point["test_accuracy"] < 0.5 for point in recipe["curve"])
