@@ -16,7 +16,7 @@ from kubernetes.client.rest import ApiException
 
 from mnist_operator import metrics_source, replicas, versions
 from mnist_operator.analysis import Snapshot
-from mnist_operator.config import GROUP, MODELVERSION_PLURAL, ROLLOUT_PLURAL, VERSION, OperatorConfig, env
+from mnist_operator.config import GROUP, MODELVERSION_PLURAL, ROLLOUT_PLURAL, VERSION, OperatorConfig
 from mnist_operator.observation import CandidateInfo
 
 log = logging.getLogger("mnist_operator")
@@ -75,8 +75,8 @@ def current_routing(c: Clients, namespace: str, model: str) -> dict[str, Any] | 
     return doc if isinstance(doc, dict) else None
 
 
-def serving_base_path(model: str) -> str:
-    return env("MNIST_OPERATOR_SERVING_BASE_PATH_TEMPLATE").format(model=model)
+def serving_base_path(c: Clients, model: str) -> str:
+    return c.cfg.serving_base_path_template.format(model=model)
 
 
 def serving_replicas(c: Clients, namespace: str) -> list[str] | None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -67,8 +66,8 @@ SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 _clients: Clients | None = None
 
 
-def _load_kube_config() -> None:
-    path = env("MNIST_OPERATOR_KUBECONFIG")
+def _load_kube_config(path: str) -> None:
+    """The kubeconfig file `path` (MNIST_OPERATOR_KUBECONFIG) when set; else in-cluster, then $KUBECONFIG."""
     if path:
         kubernetes.config.load_kube_config(config_file=path)
         return
@@ -82,8 +81,9 @@ def clients() -> Clients:
     """API clients, created once (the first CoreV1Api costs about a second)."""
     global _clients
     if _clients is None:
-        _load_kube_config()
-        _clients = Clients(cfg=OperatorConfig.from_env(), core=kubernetes.client.CoreV1Api(),
+        cfg = OperatorConfig.from_env()
+        _load_kube_config(cfg.kubeconfig)
+        _clients = Clients(cfg=cfg, core=kubernetes.client.CoreV1Api(),
                            custom=kubernetes.client.CustomObjectsApi(), http=requests.Session(),
                            discovery=kubernetes.client.DiscoveryV1Api())
     return _clients
@@ -92,9 +92,11 @@ def clients() -> Clients:
 @kopf.on.login()
 def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
     """MNIST_OPERATOR_KUBECONFIG when set (tests, out-of-cluster runs); else kopf's own (in-cluster, $KUBECONFIG)."""
-    if not env("MNIST_OPERATOR_KUBECONFIG"):
+    # The one setting read before startup (login comes first): the rest are parsed by configure's clients().
+    kubeconfig = env("MNIST_OPERATOR_KUBECONFIG")
+    if not kubeconfig:
         return kopf.login_via_client(settings=settings, **kwargs)
-    _load_kube_config()
+    _load_kube_config(kubeconfig)
     config = kubernetes.client.Configuration.get_default_copy()
     header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix("authorization")
     parts = header.split(" ", 1) if header else []
@@ -139,8 +141,8 @@ def discovery_namespace(cfg: OperatorConfig) -> str:
     """Where discovered ModelVersions go: the watched namespace, else the operator's own."""
     if cfg.namespace:
         return cfg.namespace
-    if os.environ.get("POD_NAMESPACE"):
-        return os.environ["POD_NAMESPACE"]
+    if cfg.pod_namespace:
+        return cfg.pod_namespace
     try:
         return SA_NAMESPACE.read_text().strip() or "default"
     except OSError:
@@ -263,7 +265,7 @@ class KubeShell:
         return metrics_snapshot(self.c, self.namespace, model)
 
     def base_path(self, model: str) -> str:
-        return serving_base_path(model)
+        return serving_base_path(self.c, model)
 
     def apply(self, before: dict[str, Any], decision: core.Decision) -> None:
         apply_decision(self.c, self.namespace, decision)
@@ -453,7 +455,7 @@ def _restore_on_delete(c: Clients, namespace: str, name: str, key: str, status: 
             raise
     st = dict(status or {})
     model = st.get("model") or "model"
-    base_path = serving_base_path(model)
+    base_path = serving_base_path(c, model)
     if not core.restores_on_delete(st, key, base_path):
         return
     decision = core.on_delete(st, key, base_path, current_routing(c, namespace, model))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
 from pathlib import Path
 
@@ -55,6 +57,34 @@ def test_config_reads_every_setting_and_templates_configmap_names():
     assert cfg.metrics_urls == ("http://a/metrics", "http://b/metrics")
     assert cfg.routing_configmap.format(model="mnist") == "mnist-routing"
     assert cfg.metrics_port == 8080 and cfg.serving_key == "models.config" and cfg.routing_key == "routing.json"
+
+
+def test_the_settings_table_fills_every_config_field_once():
+    assert sorted(s.field for s in ENV_SETTINGS.values()) == sorted(f.name for f in dataclasses.fields(OperatorConfig))
+    cfg = OperatorConfig.from_env({"MNIST_OPERATOR_HTTP_TIMEOUT_S": "0.5", "MNIST_OPERATOR_SERVING_REPLICAS": "",
+                                   "POD_NAMESPACE": "ml", "MNIST_OPERATOR_SERVING_BASE_PATH_TEMPLATE": "/m/{model}"})
+    assert cfg.http_timeout_s == 0.5 and cfg.serving_replicas == () and cfg.pod_namespace == "ml"
+    assert cfg.serving_base_path_template == "/m/{model}" and cfg.max_tick_s == 5.0
+
+
+def test_the_operator_reads_the_environment_only_through_the_settings_table():
+    # Written there (cli.py hands the --namespace it was given to the settings) is fine; read elsewhere is a bypass.
+    # local.py's --model-base-path default is the variable the frontend and the trainer share: local mode, not a
+    # setting of the operator that the chart configures.
+    allowed = {("cli.py", "os.environ.get('MNIST_MODEL_BASE_PATH')")}
+    package = ROOT / "operator" / "mnist_operator"
+    touching, reads = set(), set()
+    for path in sorted(package.glob("*.py")):
+        if path.name == "config.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") \
+                    and ast.unparse(node.value) == "os":
+                touching.add(path.name)
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.environ.get", "os.getenv"):
+                reads.add((path.name, ast.unparse(node)))
+    assert reads == allowed, f"environment read outside config.ENV_SETTINGS: {sorted(reads - allowed)}"
+    assert touching == {"cli.py"}, f"os.environ used outside config.py and the CLI: {sorted(touching)}"
 
 
 def test_docs_list_every_environment_variable():
