@@ -156,6 +156,7 @@ def test_evaluation_posts_each_image_to_the_real_api_and_reports_per_style(small
     assert response.json()["predictions"][0]["digit"] == answers[0]["digit"]
 
 
+@pytest.mark.slow
 def test_evaluation_counts_refused_requests_as_wrong_and_says_why(small_set, frontend, tmp_path, capsys):
     out, _ = small_set
     code = load_script("realworld_eval").main(["--set", str(out), "--url", frontend.url, "--api-key", "wrong",
