@@ -247,7 +247,8 @@ def run_recipe(recipe: Recipe, data, config: TrainConfig, target: float, max_sec
     wall_s = time.perf_counter() - clock.start
     last = clock.curve[-1]
     return {"recipe": recipe.name, "batch_size": recipe.batch_size, "epochs_planned": recipe.epochs,
-            "steps_per_quarter": quarter, "parameters": model.count_params(), "reached": clock.reached,
+            "steps_per_quarter": quarter, "parameters": model.count_params(), "xla": bool(model.jit_compile),
+            "reached": clock.reached,
             "train_s": last["train_s"], "eval_s": round(clock.eval_s, 2), "wall_s": round(wall_s, 2),
             "evaluations": len(clock.curve), "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "curve": clock.curve}
@@ -333,7 +334,7 @@ def run_compare(args) -> int:
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     for r in results:
-        print(f"{r['recipe']}: {r['evaluations']} evaluations, training {r['train_s']:.1f} s + evaluation "
+        print(f"{r['recipe']}: {'XLA' if r['xla'] else 'no XLA'}, {r['evaluations']} evaluations, training {r['train_s']:.1f} s + evaluation "
               f"{r['eval_s']:.1f} s = wall {r['wall_s']:.1f} s; load average {r['load_average'][0]} -> "
               f"{r['load_average'][1]}", flush=True)
     print(compare_line(args.target, results), flush=True)

@@ -48,6 +48,7 @@ def test_the_reference_recipes_are_the_published_networks():
     pytorch_example = bench.build_pytorch_example(bench.TrainConfig(), 100)
     # Parameter counts of the published networks: keras-io's summary says 34,826; PyTorch's Net is 1,199,882.
     assert keras_example.count_params() == 34_826
+    assert not keras_example.jit_compile  # Keras' "auto" leaves this network without XLA here
     assert pytorch_example.count_params() == 1_199_882
     # StepLR(gamma=0.7) once per epoch of 100 steps; PyTorch's Adadelta constants.
     optimizer = pytorch_example.optimizer
@@ -102,6 +103,8 @@ def test_compare_on_small_inputs_prints_the_line_and_leaves_evaluations_off_the_
     assert match.group(1) == "50.0"
     summary = json.loads(out.read_text())
     assert [r["recipe"] for r in summary["recipes"]] == ["ours", "keras-example", "pytorch-example"]
+    # 4 steps an epoch over 10 epochs is below the trainer's XLA threshold; the examples keep Keras' default.
+    assert [r["xla"] for r in summary["recipes"]] == [False, False, False]
     assert (summary["train_images"], summary["test_images"], summary["threads"]) == (512, 300, 2)
     for recipe, shown in zip(summary["recipes"], match.groups()[1:4], strict=True):
         evaluations = recipe["evaluations"]
