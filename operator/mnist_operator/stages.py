@@ -350,6 +350,9 @@ def _on_every_replica(st: Status, spec: RolloutSpec, obs: Observation, now: floa
     return False
 
 
+WAITING_NOTE = " [waiting for frontends to load routing "
+
+
 def _drain(st: Status, spec: RolloutSpec, obs: Observation, now: float, events: list[Event]) -> None:
     if st.outcome == Phase.PROMOTED and not _on_every_replica(st, spec, obs, now, events, "unloading the old version"):
         return  # the final config leaves the stable label on the candidate alone: a lagging replica moves it then
@@ -357,8 +360,11 @@ def _drain(st: Status, spec: RolloutSpec, obs: Observation, now: float, events: 
     gens = an.routing_generations(obs.metrics) if obs.metrics and obs.metrics.reachable else []
     followed = bool(gens) and all(g is not None and g >= target for g in gens)
     waited = now - parse_ts(st.stage_started_at)
+    # The note on a wait is the message's while it lasts: the final message below is the same whether or not a
+    # tick found a frontend still on the older routing (a race of one poll with the frontends' own).
+    reason_text = value_or(st.message, "").split(WAITING_NOTE)[0]
     if not followed and waited < spec.routing_timeout_s:
-        st.message = value_or(st.message, "").split(" [")[0] + f" [waiting for frontends to load routing {target}]"
+        st.message = reason_text + f"{WAITING_NOTE}{target}]"
         return
     note = (f"all {len(gens)} frontend(s) on routing generation >= {target}" if followed else
             f"frontends did not all report routing generation {target} within {spec.analysis.routing_timeout}")
@@ -374,7 +380,7 @@ def _drain(st: Status, spec: RolloutSpec, obs: Observation, now: float, events: 
         st.update(phase=Phase.PROMOTED, stage=Stage.DONE, candidate_weight=100, reason="Promoted", message=msg)
         events.append(Event("Normal", "Promoted", msg))
     else:
-        msg = f"{value_or(st.message, '')}; v{st.candidate_version} unloaded ({note})"
+        msg = f"{reason_text}; v{st.candidate_version} unloaded ({note})"
         st.update(phase=outcome, stage=Stage.DONE, candidate_weight=0, message=msg)
         events.append(Event("Warning", str(outcome), msg))
     st.finished_at = ts(now)

@@ -82,6 +82,23 @@ def test_erroring_canary_is_rolled_back_within_failure_limit_checks():
     assert "error rate 0.2000 > 0.01" in w.status["message"]
 
 
+def test_rolled_back_message_is_the_same_whether_or_not_a_frontend_lagged_one_poll():
+    """The drain's "waiting for frontends" note lives while the wait does: the final message does not keep it."""
+    finals = {}
+    for lag in (False, True):
+        w = World(canary_spec(), behaviours={1: Behaviour(), 2: Behaviour(error_rate=0.2)})
+        _run_until(w, "RollingBack")
+        if lag:
+            w.frontends_follow = False
+            w.tick()
+            assert "waiting for frontends to load routing" in w.status["message"]
+            w.frontends_follow = True
+        w.run(30)
+        assert w.phase == "RolledBack"
+        finals[lag] = w.status["message"]
+    assert "[waiting" not in finals[True] and finals[True] == finals[False]
+
+
 def test_slow_canary_is_rolled_back_for_latency():
     w = World(canary_spec(), behaviours={1: Behaviour(), 2: Behaviour(latency_s=0.9)})
     w.run(120)
