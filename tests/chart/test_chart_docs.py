@@ -13,6 +13,8 @@ CLUSTER_DOC = (REPO_ROOT / "docs" / "CLUSTER.md").read_text()
 # The cluster path's targets: mk/cluster.mk, and mk/images.mk for `make images` and `make kind-load`.
 CLUSTER_MK = (REPO_ROOT / "mk" / "cluster.mk").read_text() + (REPO_ROOT / "mk" / "images.mk").read_text()
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+# Every make target (the docs also point at the sim's, mk/sim.mk).
+ALL_MK = "".join(p.read_text() for p in sorted((REPO_ROOT / "mk").glob("*.mk")))
 
 
 def mk_default(name: str) -> str:
@@ -44,7 +46,7 @@ def test_repository_paths_named_in_the_docs_exist(doc: str) -> None:
 
 def test_make_targets_and_knobs_named_in_kind_md_exist() -> None:
     for target in re.findall(r"`make ([a-z][a-z-]*)", KIND_DOC):
-        assert re.search(rf"^{target}:", CLUSTER_MK, re.MULTILINE) or target in {"tools", "data", "test"}, target
+        assert re.search(rf"^{target}:", ALL_MK, re.MULTILINE) or target in {"tools", "data", "test"}, target
     for knob in ("KIND_CLUSTER", "NAMESPACE", "RELEASE", "GPU", "HELM_EXTRA_ARGS", "ROLLOUT_EXAMPLE",
                  "ROLLOUT_STABLE", "TRAIN_TIMEOUT", "ROLLOUT_TIMEOUT", "SMOKE_URL"):
         assert f"`{knob}`" in KIND_DOC and f"{knob} ?=" in CLUSTER_MK, knob
