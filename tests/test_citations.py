@@ -101,7 +101,7 @@ def test_every_cited_repository_file_exists():
 @pytest.mark.parametrize("text, cited", [
     ("see docs/CONTRACTS.md for the schema", ["docs/CONTRACTS.md"]),
     ("the tests in tests/operator/ check it", ["tests/operator/"]),
-    ("as DESIGN.md says", ["DESIGN.md"]),
+    ("as NOWHERE.md says", ["NOWHERE.md"]),
     ("[the API](API.md#errors)", ["API.md", "API.md"]),
     ("operator/frontend/TF Serving as processes", []),
     ("services/<name>/Dockerfile and charts/{x}/values.yaml", []),
@@ -112,6 +112,6 @@ def test_what_counts_as_a_citation(text, cited):
 
 
 def test_a_cited_file_that_does_not_exist_is_reported_and_one_that_does_is_not():
-    text = "The contract is in DESIGN.md;\nsee docs/CONTRACTS.md and tests/common.md,\nand [x](../docs/API.md)."
+    text = "The contract is in NOWHERE.md;\nsee docs/CONTRACTS.md and tests/nowhere.md,\nand [x](../docs/API.md)."
     assert missing_citations(text, REPO_ROOT / "docs" / "X.md", repo_path_pattern()) == [
-        (1, "DESIGN.md"), (2, "tests/common.md")]
+        (1, "NOWHERE.md"), (2, "tests/nowhere.md")]
