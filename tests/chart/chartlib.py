@@ -1,10 +1,13 @@
-"""Helpers of the chart tests: finding helm, rendering the chart, walking rendered pod specs."""
+"""Helpers of the chart tests: finding helm, rendering the chart, walking rendered pod specs, and the TF Serving
+stand-in that the chart's probes run against."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,20 @@ VALUE_SETS = ["default"] + [path.stem for path in CI_VALUES]
 RELEASE = "mnist"
 NAMESPACE = "ml"
 POD_KINDS = ("Deployment", "Job", "CronJob", "Pod")
+
+
+@contextmanager
+def serving_standin(config: Path, models: Path) -> Iterator[Any]:
+    """The TF Serving stand-in reading the model config file `config` (polled every 0.1 s), with the chart's
+    /models/mnist mapped to `models`."""
+    from tests.support.tfserving_standin import StandIn
+
+    serving = StandIn(model_config_file=config, path_map={"/models/mnist": models}, poll_seconds=0.1)
+    serving.start()
+    try:
+        yield serving
+    finally:
+        serving.stop()
 
 
 def helm_binary() -> str | None:

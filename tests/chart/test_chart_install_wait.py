@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartlib import RELEASE, VALUE_SETS, Rendered, component, pod_spec, pods, render
+from chartlib import RELEASE, VALUE_SETS, Rendered, component, pod_spec, pods, render, serving_standin
 
 PREFIX = f"{RELEASE}-mnist-platform"
 ARGO_HOOK = "argocd.argoproj.io/hook"
@@ -78,17 +78,10 @@ def fresh(helm: str, request: pytest.FixtureRequest) -> Rendered:
 @pytest.fixture
 def standin(fresh: Rendered, tmp_path: Path, published_models: Any) -> Iterator[tuple[Any, Path]]:
     """The TF Serving stand-in started with the chart's initial models.config (/models/mnist: the published models)."""
-    from tests.support.tfserving_standin import StandIn
-
     config = tmp_path / "models.config"
     config.write_text(fresh.get("ConfigMap", f"{PREFIX}-model-config")["data"]["models.config"])
-    serving = StandIn(model_config_file=config, path_map={"/models/mnist": published_models.base_path},
-                      poll_seconds=0.1)
-    serving.start()
-    try:
+    with serving_standin(config, published_models.base_path) as serving:
         yield serving, config
-    finally:
-        serving.stop()
 
 
 def serving_probe(fresh: Rendered, rest_port: int) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartlib import CHART, component, pod_spec, pods, render
+from chartlib import CHART, component, pod_spec, pods, render, serving_standin
 
 SMOKE = CHART / "files" / "smoke_predict.py"
 DIGIT = CHART / "files" / "smoke-digit.json"
@@ -34,17 +34,10 @@ def probe(command: list[str]) -> int:
 @pytest.fixture
 def standin(tmp_path: Path, published_models: Any) -> Iterator[tuple[Any, Path]]:
     """The TF Serving stand-in reading a model config file, with /models/mnist mapped to the published models."""
-    from tests.support.tfserving_standin import StandIn
-
     config = tmp_path / "models.config"
     config.write_text("model_config_list {\n}\n")
-    serving = StandIn(model_config_file=config, path_map={"/models/mnist": published_models.base_path},
-                      poll_seconds=0.1)
-    serving.start()
-    try:
+    with serving_standin(config, published_models.base_path) as serving:
         yield serving, config
-    finally:
-        serving.stop()
 
 
 def test_readiness_probe_follows_the_model_status_api(helm: str, standin: tuple[Any, Path]) -> None:
