@@ -308,11 +308,6 @@ def deployment(sim: Sim, component: str) -> dict[str, Any]:
     return found
 
 
-def has_serving(sim: Sim) -> bool:
-    """Whether the release deploys TF Serving (not with the frontend's embedded backend)."""
-    return sim.get_json("deployment", f"{sim.cfg.fullname}-serving") is not None
-
-
 def container(sim: Sim, component: str) -> LocalContainer:
     try:
         local = local_container(deployment(sim, component), component, sim.pods_dir, claim_path(sim))
@@ -461,17 +456,17 @@ def start_processes(sim: Sim) -> None:
     ports = allocate_ports(sim, state)
     state.update(ports=ports, name=cfg.name, model_store=str(cfg.model_store))
     sim.save_state(state)
-    serving = has_serving(sim)
+    # None with the frontend's embedded backend: the release deploys no TF Serving.
+    serving_deployment = sim.get_json("deployment", f"{cfg.fullname}-serving")
+    serving = serving_deployment is not None
     say("==> the pods' processes (each from its Deployment in the cluster; 127.0.0.1 only)"
         + ("" if serving else "; no TF Serving in this release: the frontend serves the model store itself"))
     if serving:
-        serving_dirs = deployment(sim, "serving")["spec"]["template"]["spec"]
-        projected = volume_dir(sim.pods_dir, "serving", next(v["name"] for v in serving_dirs["volumes"]
-                                                             if "configMap" in v and v["configMap"]["name"].endswith(
-                                                                 "-model-config")))
+        volumes = serving_deployment["spec"]["template"]["spec"]["volumes"]
+        projected = volume_dir(sim.pods_dir, "serving", next(v["name"] for v in volumes if "configMap" in v and
+                                                             v["configMap"]["name"].endswith("-model-config")))
     else:
         projected = volume_dir(sim.pods_dir, "frontend", "routing")
-    if not serving:
         sim.procs.stop("serving")  # a release upgraded to embedded serving: its stand-in has no pod any more
     ensure_process(sim, state, plan_kubelet(sim, serving), lambda: (projected / "..data").is_symlink(), 60,
                    "volumes projected")
