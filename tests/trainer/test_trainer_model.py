@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 from trainer.config import ModelConfig
-from trainer.model import build_model
+from trainer.model import FusedBatchNorm, build_model
 
 
 def expected_parameter_count(cfg: ModelConfig) -> int:
@@ -37,7 +38,7 @@ def test_default_model_maps_images_to_ten_logits():
 def test_parameter_count_matches_the_architecture():
     for cfg in (ModelConfig(), ModelConfig(stem_filters=8, stage_filters=(8, 16, 32), blocks_per_stage=1)):
         assert build_model(cfg).count_params() == expected_parameter_count(cfg)
-    assert build_model(ModelConfig()).count_params() == 175_706
+    assert build_model(ModelConfig()).count_params() == 164_506
 
 
 def test_model_has_three_stages_of_preactivation_blocks_with_projection_shortcuts():
@@ -55,3 +56,36 @@ def test_model_has_three_stages_of_preactivation_blocks_with_projection_shortcut
 def test_build_model_is_pure_same_config_same_structure():
     a, b = build_model(ModelConfig()), build_model(ModelConfig())
     assert [w.shape for w in a.weights] == [w.shape for w in b.weights]
+
+
+def test_the_stem_pool_halves_the_resolution_before_the_first_stage():
+    model = build_model(ModelConfig())
+    assert model.get_layer("stem_conv").output.shape[1:3] == (28, 28)
+    assert model.get_layer("stem_pool").output.shape[1:3] == (14, 14)
+    assert model.get_layer("stage3_block1_add").output.shape[1:3] == (4, 4)
+    unpooled = build_model(ModelConfig(stem_pool=False))
+    assert "stem_pool" not in [layer.name for layer in unpooled.layers]
+    assert unpooled.get_layer("stage3_block1_add").output.shape[1:3] == (7, 7)
+
+
+def test_fused_batch_norm_computes_what_keras_batch_normalization_computes():
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, (16, 5, 5, 4)).astype(np.float32)
+    fused, plain = FusedBatchNorm(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+    for layer in (fused, plain):
+        layer.build(x.shape)
+        layer.gamma.assign(rng.uniform(0.5, 2.0, 4).astype(np.float32))
+        layer.beta.assign(rng.normal(0.0, 1.0, 4).astype(np.float32))
+    plain.gamma.assign(fused.gamma.numpy())
+    plain.beta.assign(fused.beta.numpy())
+    # Training: normalised with the batch's statistics; the moving mean follows the same momentum rule.
+    np.testing.assert_allclose(fused(x, training=True), plain(x, training=True), atol=1e-4)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(), atol=1e-5)
+    # The fused kernel keeps the unbiased (n-1) batch variance for the moving average, Keras the biased one.
+    n = 16 * 5 * 5
+    np.testing.assert_allclose(fused.moving_variance.numpy() - 0.9,
+                               (plain.moving_variance.numpy() - 0.9) * n / (n - 1), rtol=1e-4)
+    # Inference: normalised with the moving statistics.
+    plain.moving_variance.assign(fused.moving_variance.numpy())
+    np.testing.assert_allclose(fused(x, training=False), plain(x, training=False), atol=1e-4)
+    assert FusedBatchNorm.from_config(fused.get_config()).momentum == 0.9

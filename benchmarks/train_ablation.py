@@ -1,0 +1,128 @@
+"""What each of the trainer's speed changes bought: training images/s of the model as it was and with each change
+added in turn, in one process, on the same images and threads (docs/TRAINER.md's table comes from this).
+
+Variants, cumulative:
+  seed         3 stages of 2 blocks at 28/14/7 px, Keras BatchNormalization, batch 128, XLA (the old default)
+  no-xla       the same without XLA (oneDNN's convolutions instead of XLA's)
+  stem-pool    + a 2x2 max-pool after the stem: the stages run at 14/7/4 px
+  one-block    + one block per stage instead of two
+  fused-bn     + TensorFlow's fused batch-norm kernel instead of Keras' separate ops
+  batch-256    + 256 images per step instead of 128
+  wider        + 48 and 96 filters in the last two stages instead of 32 and 64 (the current default)
+
+Each variant is compiled and warmed up, then all are timed in alternating rounds (so that load from other
+processes hits every variant alike); the table shows each one's best round and its ratio to `seed`.
+
+    .venv/bin/python benchmarks/train_ablation.py --data data/mnist.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import NamedTuple
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import trainer.model as trainer_model  # noqa: E402
+from trainer.config import ModelConfig, TrainConfig  # noqa: E402
+from trainer.data import load_npz  # noqa: E402
+from trainer.schedule import OneCycle  # noqa: E402
+
+
+class Variant(NamedTuple):
+    name: str
+    model: ModelConfig
+    fused_bn: bool
+    batch_size: int
+    xla: bool
+
+
+SEED_MODEL = ModelConfig(stage_filters=(16, 32, 64), blocks_per_stage=2, stem_pool=False)
+POOLED = replace(SEED_MODEL, stem_pool=True, blocks_per_stage=1)
+VARIANTS = (
+    Variant("seed", SEED_MODEL, False, 128, True),
+    Variant("no-xla", SEED_MODEL, False, 128, False),
+    Variant("stem-pool", replace(SEED_MODEL, stem_pool=True), False, 128, False),
+    Variant("one-block", POOLED, False, 128, False),
+    Variant("fused-bn", POOLED, True, 128, False),
+    Variant("batch-256", POOLED, True, 256, False),
+    Variant("wider", replace(POOLED, stage_filters=(16, 48, 96)), True, 256, False),
+)
+
+
+def keras_bn(name: str) -> keras.layers.BatchNormalization:
+    return keras.layers.BatchNormalization(momentum=trainer_model.BN_MOMENTUM, name=name)
+
+
+def build(variant: Variant, steps: int) -> keras.Model:
+    """The trainer's model for `variant`, compiled as the trainer compiles it (one-cycle Adam, smoothed loss)."""
+    fused = trainer_model._bn
+    trainer_model._bn = fused if variant.fused_bn else keras_bn
+    try:
+        model = trainer_model.build_model(variant.model)
+    finally:
+        trainer_model._bn = fused
+    config = TrainConfig()
+    model.compile(optimizer=keras.optimizers.Adam(OneCycle(steps * 100, config.max_learning_rate)),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
+                  metrics=["accuracy"], jit_compile=variant.xla)
+    return model
+
+
+def images_per_s(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    return len(x) / (time.perf_counter() - start)
+
+
+def run(x_all: np.ndarray, y_all: np.ndarray, images: int, rounds: int, variants=VARIANTS) -> list[dict]:
+    x = x_all[:images].astype(np.float32)[..., None] / 255.0
+    y = keras.utils.to_categorical(y_all[:images], 10)
+    models = []
+    for variant in variants:
+        keras.utils.set_random_seed(0)
+        model = build(variant, len(x) // variant.batch_size)
+        warm = 4 * variant.batch_size
+        images_per_s(model, x[:warm], y[:warm], variant.batch_size)  # trace, compile, first oneDNN primitives
+        models.append(model)
+    rates: dict[str, list[float]] = {v.name: [] for v in variants}
+    for _ in range(rounds):
+        for variant, model in zip(variants, models, strict=True):
+            rates[variant.name].append(images_per_s(model, x, y, variant.batch_size))
+    base = max(rates[variants[0].name])
+    return [{"variant": v.name, "parameters": m.count_params(), "images_per_s": round(max(rates[v.name]), 1),
+             "ratio_to_seed": round(max(rates[v.name]) / base, 2), "rounds": [round(r, 1) for r in rates[v.name]]}
+            for v, m in zip(variants, models, strict=True)]
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("MNIST_DATA", "data/mnist.npz")))
+    parser.add_argument("--images", type=positive_int, default=7680, help="images per timed round (default 7680)")
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    args = parser.parse_args(argv)
+    if args.images < 4 * max(v.batch_size for v in VARIANTS):
+        parser.error(f"--images must be at least {4 * max(v.batch_size for v in VARIANTS)}")
+    data = load_npz(args.data)
+    print(f"{'variant':<10} {'parameters':>10} {'images/s':>9} {'x seed':>7}  rounds")
+    for row in run(data.x_train, data.y_train, args.images, args.rounds):
+        print(f"{row['variant']:<10} {row['parameters']:>10} {row['images_per_s']:>9.0f} {row['ratio_to_seed']:>7.2f}  "
+              f"{row['rounds']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

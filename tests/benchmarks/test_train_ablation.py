@@ -1,0 +1,48 @@
+"""benchmarks/train_ablation.py: every variant is built as described and timed, on a small input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.benchmarks import BENCHMARKS, load_script
+
+
+def test_the_variants_add_one_change_at_a_time_from_the_seed_model_to_the_default():
+    bench = load_script("train_ablation")
+    from trainer.config import ModelConfig, TrainConfig
+
+    names = [v.name for v in bench.VARIANTS]
+    assert names == ["seed", "no-xla", "stem-pool", "one-block", "fused-bn", "batch-256", "wider"]
+    first, last = bench.VARIANTS[0], bench.VARIANTS[-1]
+    assert (first.model.blocks_per_stage, first.model.stem_pool, first.fused_bn, first.xla) == (2, False, False, True)
+    # The last variant is the trainer's default: its model, its batch, no XLA on the CPU.
+    assert (last.model, last.batch_size, last.fused_bn, last.xla) == (ModelConfig(), TrainConfig().batch_size, True,
+                                                                      False)
+    for before, after in zip(bench.VARIANTS, bench.VARIANTS[1:]):
+        changed = [field for field in before._fields[1:] if getattr(before, field) != getattr(after, field)]
+        assert len(changed) == 1, (before.name, after.name, changed)
+
+
+def test_keras_batch_norm_variants_have_no_fused_layer():
+    bench = load_script("train_ablation")
+    from trainer.model import FusedBatchNorm
+
+    plain = bench.build(bench.VARIANTS[3], 10)
+    fused = bench.build(bench.VARIANTS[4], 10)
+    assert not any(isinstance(layer, FusedBatchNorm) for layer in plain.layers)
+    assert sum(isinstance(layer, FusedBatchNorm) for layer in fused.layers) == 7
+    assert plain.count_params() == fused.count_params() == 78_042
+
+
+@pytest.mark.slow
+def test_a_small_run_times_every_variant(mnist_npz):
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / "train_ablation.py"), "--data", str(mnist_npz),
+                                "--images", "1024", "--rounds", "1"], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = [line.split() for line in completed.stdout.strip().splitlines()[1:]]
+    assert [row[0] for row in rows] == ["seed", "no-xla", "stem-pool", "one-block", "fused-bn", "batch-256", "wider"]
+    assert rows[0][1] == "175706" and rows[-1][1] == "164506"
+    assert rows[0][3] == "1.00" and all(float(row[2]) > 0 for row in rows)
