@@ -140,3 +140,26 @@ def test_python_dash_m_and_console_script_are_the_same_cli():
                             env={**os.environ, "COLUMNS": "100"})
     assert result.returncode == 0
     assert result.stdout.startswith("usage: mnist-train")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--train-limit", "256", "--validation-size", "256"], "--validation-size 256 leaves none of --train-limit 256"),
+    (["--validation-size", "-1"], "argument --validation-size: '-1' must not be negative"),
+])
+def test_bad_validation_sizes_exit_2_with_one_line(args, message):
+    result = mnist_train(*args)
+    assert result.returncode == EXIT_USAGE
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_validation_size_holds_out_the_last_training_images_for_the_curve(tmp_path, mnist_npz):
+    store = tmp_path / "mnist"
+    result = mnist_train("--data", str(mnist_npz), "--model-base-path", str(store), "--register", "never",
+                         "--train-limit", "384", "--validation-size", "128", "--batch-size", "64", "--epochs", "2",
+                         "--test-limit", "200", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((store / "1" / "assets.extra" / "metrics.json").read_text())
+    assert (metrics["train_examples"], metrics["validation_examples"]) == (256, 128)
+    # The per-epoch curve was measured on the 128 held-out images; the test set is measured once, at the end.
+    assert len(metrics["history"]["val_accuracy"]) == 2
+    assert all(round(v * 128) == pytest.approx(v * 128, abs=1e-3) for v in metrics["history"]["val_accuracy"])

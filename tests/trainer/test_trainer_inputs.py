@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import tensorflow as tf
 from trainer.config import TrainConfig
-from trainer.inputs import build_eval_inputs, build_inputs, random_affine
+from trainer.inputs import build_eval_inputs, build_inputs, random_affine, random_stroke
 
 
 def take(ds: tf.data.Dataset, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -71,3 +73,28 @@ def test_eval_inputs_are_finite_unshuffled_and_unaugmented(mnist_arrays):
     assert [len(b[0]) for b in batches] == [100, 100, 50]
     np.testing.assert_array_equal(batches[0][0][..., 0], x[:100] / np.float32(255.0))
     np.testing.assert_array_equal(batches[0][1].argmax(axis=1), y[:100])
+
+
+def test_stroke_augmentation_thickens_or_thins_about_half_the_digits(mnist_arrays):
+    x, _ = mnist_arrays
+    images = tf.constant(x[:256].astype(np.float32)[..., None] / 255.0)
+    seed = tf.constant([7, 8], tf.int64)
+    changed = random_stroke(images, seed).numpy()
+    ink_ratio = changed.sum(axis=(1, 2, 3)) / images.numpy().sum(axis=(1, 2, 3))
+    untouched = np.isclose(ink_ratio, 1.0, atol=1e-6)
+    # About half the digits are left alone; of the rest, some gain ink (thicker) and some lose it (thinner).
+    assert 0.35 < untouched.mean() < 0.65
+    assert (ink_ratio > 1.05).sum() > 30 and (ink_ratio < 0.95).sum() > 30
+    assert changed.min() >= 0.0 and changed.max() <= 1.0
+    np.testing.assert_array_equal(random_stroke(images, seed).numpy(), changed)
+
+
+
+def test_stroke_probability_zero_leaves_the_strokes_alone(mnist_arrays):
+    x, y = mnist_arrays
+    config = TrainConfig(batch_size=64, seed=3)
+    images = tf.constant(x[:64].astype(np.float32)[..., None] / 255.0)
+    assert np.array_equal(random_stroke(images, tf.constant([1, 1], tf.int64), probability=0.0).numpy(), images.numpy())
+    with_strokes = take(build_inputs(config, x[:256], y[:256]), 2)
+    without = take(build_inputs(replace(config, stroke_probability=0.0), x[:256], y[:256]), 2)
+    assert not np.allclose(with_strokes[0][0], without[0][0])

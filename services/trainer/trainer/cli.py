@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="peak of the one-cycle schedule (default: %(default)s)")
     parser.add_argument("--train-limit", type=_positive_int, default=None, metavar="N",
                         help="train on the first N training images only (smoke runs)")
+    parser.add_argument("--validation-size", type=_non_negative_int, default=DEFAULTS.validation_size, metavar="N",
+                        help="hold out the last N training images and measure the per-epoch curve on them, to "
+                             "choose epochs or a learning rate without looking at the test set (default: "
+                             "%(default)s: the curve is measured on the test set, only ever reported)")
     parser.add_argument("--test-limit", type=_positive_int, default=None, metavar="N",
                         help="evaluate on the first N test images only (default: all 10,000)")
     parser.add_argument("--version", type=_positive_int, default=None, metavar="N",
@@ -75,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of every random choice; same seed on CPU, same model (default: %(default)s)")
     parser.add_argument("--min-accuracy", type=_fraction, default=DEFAULTS.min_accuracy, metavar="FRACTION",
                         help="refuse to publish below this test accuracy (default: %(default)s)")
-    parser.add_argument("--no-augment", action="store_true", help="train without random shifts/rotations")
+    parser.add_argument("--no-augment", action="store_true", help="train without augmentation (random shifts, rotations, scaling, stroke widths)")
     parser.add_argument("--shuffle-labels", action="store_true",
                         help="train on shuffled labels: a deliberately broken candidate for rollback demos/tests")
     parser.add_argument("--register", choices=("auto", "always", "never"), default=DEFAULTS.register,
@@ -89,7 +93,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=args.data, model_base_path=args.model_base_path, model_name=args.model_name, epochs=args.epochs,
         batch_size=args.batch_size, max_learning_rate=args.learning_rate, train_limit=args.train_limit,
-        test_limit=args.test_limit, version=args.version, seed=args.seed, min_accuracy=args.min_accuracy,
+        validation_size=args.validation_size, test_limit=args.test_limit, version=args.version, seed=args.seed, min_accuracy=args.min_accuracy,
         augment=not args.no_augment, shuffle_labels=args.shuffle_labels, register=args.register,
     )
 
@@ -103,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.train_limit is not None and args.train_limit < args.batch_size:
         parser.error(f"--train-limit {args.train_limit} is smaller than one batch (--batch-size {args.batch_size})")
+    if args.train_limit is not None and args.validation_size >= args.train_limit:
+        parser.error(f"--validation-size {args.validation_size} leaves none of --train-limit {args.train_limit}")
     config = config_from_args(args)
     # TensorFlow's C++ start-up chatter hides what a person needs; an explicit setting wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

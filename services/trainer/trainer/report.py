@@ -14,14 +14,15 @@ CURVES_FILE = "training_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
 
 
-def plot_curves(history: dict[str, list[float]], path: Path) -> None:
+def plot_curves(history: dict[str, list[float]], path: Path, held_out: str = "test") -> None:
+    """Training curves; `held_out` names what the val_ curves were measured on (test or validation)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
     epochs = range(1, len(history.get("loss", [])) + 1)
     for key, ax in (("loss", ax_loss), ("accuracy", ax_acc)):
         if key in history:
             ax.plot(epochs, history[key], marker="o", label=f"train {key}")
         if f"val_{key}" in history:
-            ax.plot(epochs, history[f"val_{key}"], marker="o", label=f"test {key}")
+            ax.plot(epochs, history[f"val_{key}"], marker="o", label=f"{held_out} {key}")
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.grid(alpha=0.3)
@@ -49,8 +50,9 @@ def plot_confusion(matrix: np.ndarray, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_report(out_dir: Path, history: dict[str, list[float]], matrix: np.ndarray, accuracy: float) -> list[Path]:
+def write_report(out_dir: Path, history: dict[str, list[float]], matrix: np.ndarray, accuracy: float,
+                 curve_label: str = "test") -> list[Path]:
     curves, confusion = out_dir / CURVES_FILE, out_dir / CONFUSION_FILE
-    plot_curves(history, curves)
+    plot_curves(history, curves, curve_label)
     plot_confusion(matrix, confusion, f"test accuracy {accuracy:.4f}")
     return [curves, confusion]

@@ -48,19 +48,31 @@ def git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
 
 
-# XLA compiles the train, test and predict steps once each (tens of seconds on 2 cores), then runs the
-# step about 1.6x faster: worth it only when there are enough steps to pay the compile back.
+# XLA compiles the train, test and predict steps once each, then runs them faster on a GPU. On the CPU it
+# replaces oneDNN's convolutions with its own and this net's step was 1.7x slower (docs/BENCHMARKS.md), so
+# only GPU runs long enough to pay the compile back use it.
 XLA_MIN_STEPS = 400
 
 
-def use_xla(total_steps: int) -> bool:
-    """Pure policy: compile with XLA only for runs long enough to amortise the compile time."""
-    return total_steps >= XLA_MIN_STEPS
+def use_xla(total_steps: int, device: str) -> bool:
+    """Pure policy: compile with XLA on a GPU, for runs long enough to amortise the compile time."""
+    return device == "GPU" and total_steps >= XLA_MIN_STEPS
 
 
 def validate_config(config: TrainConfig, n_train: int) -> None:
+    """n_train: the training images left after --train-limit and the --validation-size hold-out."""
     if n_train < config.batch_size:
         raise ConfigError(f"{n_train} training images are fewer than one batch of {config.batch_size}")
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, size: int) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                                          tuple[np.ndarray, np.ndarray] | None]:
+    """(train, validation): the last `size` training images held out, or no validation when size is 0."""
+    if size == 0:
+        return (x, y), None
+    if size >= len(x):
+        raise ConfigError(f"--validation-size {size} leaves no training images of {len(x)}")
+    return (x[:-size], y[:-size]), (x[-size:], y[-size:])
 
 
 def _configure_determinism(seed: int) -> None:
@@ -76,7 +88,7 @@ def _configure_determinism(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def compile_model(model, config: TrainConfig, total_steps: int) -> None:
+def compile_model(model, config: TrainConfig, total_steps: int, device: str = "CPU") -> None:
     """Optimizer, one-cycle schedule over total_steps, loss and metrics: shared with benchmarks/train_bench.py."""
     import keras
 
@@ -86,8 +98,7 @@ def compile_model(model, config: TrainConfig, total_steps: int) -> None:
         optimizer=keras.optimizers.Adam(OneCycle(total_steps, config.max_learning_rate, config.warmup_fraction)),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
-        # XLA fuses the many small BN/ReLU/add ops of this net: about 1.6x faster on a 2-core CPU.
-        jit_compile=use_xla(total_steps),
+        jit_compile=use_xla(total_steps, device),
     )
 
 
@@ -103,6 +114,7 @@ def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log):
         config = replace(config, input_threads=max(config.input_threads, 4))
     _configure_determinism(config.seed)
     x_train, y_train = limit(data.x_train, data.y_train, config.train_limit)
+    (x_train, y_train), validation = split_validation(x_train, y_train, config.validation_size)
     validate_config(config, len(x_train))
     if config.shuffle_labels:
         log("WARNING: --shuffle-labels: training on permuted labels, this version is deliberately broken")
@@ -110,14 +122,16 @@ def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log):
     x_test, y_test = limit(data.x_test, data.y_test, config.test_limit)
     steps = len(x_train) // config.batch_size
     model = build_model(config.model)
-    compile_model(model, config, steps * config.epochs)
+    compile_model(model, config, steps * config.epochs, plan.device)
     log(f"training on {len(x_train)} images for {config.epochs} epoch(s) of {steps} steps, batch {config.batch_size}")
     history = model.fit(
         build_inputs(config, x_train, y_train),
         epochs=config.epochs,
         steps_per_epoch=steps,
-        # A per-epoch test curve needs several epochs; a one-epoch run is evaluated once, below.
-        validation_data=build_eval_inputs(x_test, y_test) if config.epochs > 1 else None,
+        # The per-epoch curve: on the held-out validation images when asked for (to choose a recipe without
+        # looking at the test set), else on the test set, only ever reported. A one-epoch run needs no curve.
+        validation_data=(build_eval_inputs(*validation) if validation is not None
+                         else build_eval_inputs(x_test, y_test) if config.epochs > 1 else None),
         # Progress bars for a person at a terminal; one line per epoch in logs.
         verbose=1 if sys.stdout.isatty() else 2,
         shuffle=False,  # build_inputs shuffles, seeded
@@ -153,11 +167,14 @@ def run(config: TrainConfig, log: Log = print) -> RunResult:
             labels=y_test, predictions=predictions, model=config.model_name, version=claim.version,
             epochs=config.epochs, duration_s=time.monotonic() - started, device=plan.device,
             dataset_sha256=data.sha256, git_commit=git_commit(), history=history,
-            extra={"train_examples": int(min(len(data.x_train), config.train_limit or len(data.x_train))),
+            extra={"train_examples": int(min(len(data.x_train), config.train_limit or len(data.x_train))
+                                         - config.validation_size),
+                   "validation_examples": config.validation_size,
                    "batch_size": config.batch_size, "seed": config.seed, "precision": plan.precision,
                    "shuffled_labels": config.shuffle_labels})
         extra_dir = export_version(model, claim.tmp_dir, config.model_name, x_test[:8, :, :, None] / 255.0, metrics)
-        write_report(extra_dir, history, confusion_matrix(y_test, predictions), accuracy)
+        write_report(extra_dir, history, confusion_matrix(y_test, predictions), accuracy,
+                     curve_label="validation" if config.validation_size else "test")
     final = claim.final_dir
     from trainer.register import register
 
