@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.benchmarks import BENCHMARKS, load_script
@@ -39,6 +40,21 @@ def test_last_line_has_the_issues_format_and_bounds_what_was_not_reached(times, 
     assert line == expected and LINE.match(line)
 
 
+def test_on_the_validation_split_the_line_says_so():
+    bench = load_script("train_bench")
+    results = [result(name, 10.0, 10.0) for name in ("ours", "keras-example", "pytorch-example")]
+    assert bench.compare_line(0.99, results, "validation").startswith("time to 99.0% on the validation split: ours")
+
+
+def test_the_validation_split_is_the_last_training_images_and_never_the_test_set():
+    bench = load_script("train_bench")
+    x_train, y_train = np.arange(100).reshape(100, 1, 1), np.arange(100) % 10
+    data = bench._Limited(x_train, y_train, np.full((20, 1, 1), -1), np.zeros(20))
+    split = bench.held_out_validation(data, 30)
+    assert split.x_train.ravel().tolist() == list(range(70)) and split.x_test.ravel().tolist() == list(range(70, 100))
+    assert split.y_test.tolist() == (np.arange(70, 100) % 10).tolist()
+
+
 def test_the_reference_recipes_are_the_published_networks():
     bench = load_script("train_bench")
     recipes = {r.name: r for r in bench.RECIPES}
@@ -57,9 +73,11 @@ def test_the_reference_recipes_are_the_published_networks():
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--compare", "--train-limit", "200"], "needs at least 512 training images"),
+    (["--compare", "--train-limit", "200"], "needs at least 1024 training images"),
     (["--compare", "--target", "1.5"], "not in (0, 1]"),
     (["--compare", "--max-seconds", "0"], "not a positive number"),
+    (["--compare", "--train-limit", "2000", "--validation-size", "2000"], "leaves no training images"),
+    (["--compare", "--train-limit", "2000", "--validation-size", "1500"], "training images (a quarter epoch"),
 ])
 def test_bad_arguments_are_refused(argv, message, mnist_npz, capsys):
     bench = load_script("train_bench")
@@ -92,7 +110,7 @@ def test_compare_on_small_inputs_prints_the_line_and_leaves_evaluations_off_the_
     out = tmp_path / "compare.json"
     max_seconds = 3.0
     completed = subprocess.run(
-        [sys.executable, "-c", SLOW_EVALUATIONS, "--data", str(mnist_npz), "--compare", "--train-limit", "512",
+        [sys.executable, "-c", SLOW_EVALUATIONS, "--data", str(mnist_npz), "--compare", "--train-limit", "1024",
          "--test-limit", "300", "--target", "0.5", "--max-seconds", str(max_seconds), "--threads", "2",
          "--json", str(out)],
         capture_output=True, text=True, timeout=240)
@@ -103,9 +121,10 @@ def test_compare_on_small_inputs_prints_the_line_and_leaves_evaluations_off_the_
     assert match.group(1) == "50.0"
     summary = json.loads(out.read_text())
     assert [r["recipe"] for r in summary["recipes"]] == ["ours", "keras-example", "pytorch-example"]
-    # 4 steps an epoch over 10 epochs is below the trainer's XLA threshold; the examples keep Keras' default.
+    # The trainer compiles with XLA only on a GPU; the examples keep Keras' default.
     assert [r["xla"] for r in summary["recipes"]] == [False, False, False]
-    assert (summary["train_images"], summary["test_images"], summary["threads"]) == (512, 300, 2)
+    assert (summary["train_images"], summary["evaluation_images"], summary["threads"]) == (1024, 300, 2)
+    assert summary["evaluated_on"] == "test"
     for recipe, shown in zip(summary["recipes"], match.groups()[1:4], strict=True):
         evaluations = recipe["evaluations"]
         assert evaluations == len(recipe["curve"]) >= 1
