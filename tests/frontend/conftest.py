@@ -124,13 +124,41 @@ def frontend_factory(tmp_path):
         frontend.stop()
 
 
-@pytest.fixture
-def served_app(model_app) -> Iterator[str]:
-    """`model_app` on a free loopback port (werkzeug, threaded), for clients that need real HTTP: its base URL."""
-    assert model_app.test_client().get("/readyz").status_code == 200  # loads the model before the clock runs
-    server = make_server("127.0.0.1", 0, model_app, threaded=True)
+def _serve(app: Flask) -> Iterator[str]:
+    """`app` on a free loopback port (werkzeug, threaded) until the generator is closed: its base URL."""
+    assert app.test_client().get("/readyz").status_code == 200  # loads the model before the clock runs
+    server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def served_app(model_app) -> Iterator[str]:
+    """`model_app` on a free loopback port, for clients that need real HTTP: its base URL."""
+    yield from _serve(model_app)
+
+
+# Epochs of the fully trained model: the drawn-digit test needs what a user gets from a real run, not the
+# 1-epoch smoke models. On all 60,000 images this is about half a minute on 2 cores.
+STRONG_MODEL_EPOCHS = 4
+
+
+@pytest.fixture(scope="session")
+def strong_model(tmp_path_factory, mnist_npz: Path) -> Path:
+    """Version 1 of model `mnist` trained by the real trainer CLI on every training image: its base path."""
+    from trainer.cli import main as mnist_train
+
+    base = tmp_path_factory.mktemp("strong-model") / "mnist"
+    code = mnist_train(["--data", str(mnist_npz), "--model-base-path", str(base), "--epochs", str(STRONG_MODEL_EPOCHS),
+                        "--version", "1", "--register", "never"])
+    if code != 0:
+        pytest.fail(f"mnist-train for strong_model exited {code}")
+    return base
+
+
+@pytest.fixture
+def served_strong_app(make_app, strong_model) -> Iterator[str]:
+    yield from _serve(make_app(MODEL_BASE_PATH=str(strong_model), MODEL_NAME="mnist"))

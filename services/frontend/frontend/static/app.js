@@ -4,6 +4,7 @@
 const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d");
 const keyInput = document.getElementById("api-key");
+const penInput = document.getElementById("pen");
 let drawing = false;
 let drawn = false;
 let last = null;
@@ -28,7 +29,7 @@ function stop() { drawing = false; last = null; }
 
 function stroke(p) {
   ctx.strokeStyle = "#000";
-  ctx.lineWidth = 18;
+  ctx.lineWidth = Number(penInput.value) || 18;  // pad pixels; the preprocessing copes with 6 to 30
   ctx.lineCap = "round";
   ctx.lineJoin = "round";
   ctx.beginPath();
