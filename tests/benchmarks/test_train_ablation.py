@@ -15,7 +15,7 @@ def test_the_variants_add_one_change_at_a_time_from_the_seed_model_to_the_defaul
     from trainer.config import ModelConfig, TrainConfig
 
     names = [v.name for v in bench.VARIANTS]
-    assert names == ["seed", "no-xla", "stem-pool", "one-block", "fused-bn", "batch-256", "wider"]
+    assert names == ["seed", "no-xla", "stem-pool", "one-block", "fused-bn", "batch-256"]
     first, last = bench.VARIANTS[0], bench.VARIANTS[-1]
     assert (first.model.blocks_per_stage, first.model.stem_pool, first.fused_bn, first.xla) == (2, False, False, True)
     # The last variant is the trainer's default: its model, its batch, no XLA on the CPU.
@@ -43,6 +43,6 @@ def test_a_small_run_times_every_variant(mnist_npz):
                                 "--images", "1024", "--rounds", "1"], capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     rows = [line.split() for line in completed.stdout.strip().splitlines()[1:]]
-    assert [row[0] for row in rows] == ["seed", "no-xla", "stem-pool", "one-block", "fused-bn", "batch-256", "wider"]
-    assert rows[0][1] == "175706" and rows[-1][1] == "164506"
+    assert [row[0] for row in rows] == ["seed", "no-xla", "stem-pool", "one-block", "fused-bn", "batch-256"]
+    assert rows[0][1] == "175706" and rows[-1][1] == "78042"
     assert rows[0][3] == "1.00" and all(float(row[2]) > 0 for row in rows)

@@ -38,7 +38,7 @@ def test_default_model_maps_images_to_ten_logits():
 def test_parameter_count_matches_the_architecture():
     for cfg in (ModelConfig(), ModelConfig(stem_filters=8, stage_filters=(8, 16, 32), blocks_per_stage=1)):
         assert build_model(cfg).count_params() == expected_parameter_count(cfg)
-    assert build_model(ModelConfig()).count_params() == 164_506
+    assert build_model(ModelConfig()).count_params() == 78_042
 
 
 def test_model_has_three_stages_of_preactivation_blocks_with_projection_shortcuts():

@@ -11,7 +11,7 @@ class ModelConfig:
     """Shape of the pre-activation ResNet."""
 
     stem_filters: int = 16
-    stage_filters: tuple[int, ...] = (16, 48, 96)
+    stage_filters: tuple[int, ...] = (16, 32, 64)
     blocks_per_stage: int = 1
     # A 2x2 max-pool after the stem, so the first stage runs at 14x14.
     stem_pool: bool = True
