@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -21,7 +22,7 @@ def test_the_variants_add_one_change_at_a_time_from_the_seed_model_to_the_defaul
     # The last variant is the trainer's default: its model, its batch, no XLA on the CPU.
     assert (last.model, last.batch_size, last.fused_bn, last.xla) == (ModelConfig(), TrainConfig().batch_size, True,
                                                                       False)
-    for before, after in zip(bench.VARIANTS, bench.VARIANTS[1:]):
+    for before, after in itertools.pairwise(bench.VARIANTS):
         changed = [field for field in before._fields[1:] if getattr(before, field) != getattr(after, field)]
         assert len(changed) == 1, (before.name, after.name, changed)
 
