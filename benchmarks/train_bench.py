@@ -40,7 +40,7 @@ from trainer.data import limit, load_npz  # noqa: E402
 from trainer.device import detect_and_apply  # noqa: E402
 from trainer.inputs import build_eval_inputs, build_inputs  # noqa: E402
 from trainer.model import build_model  # noqa: E402
-from trainer.train import compile_model  # noqa: E402
+from trainer.train import ConfigError, compile_model, split_validation  # noqa: E402
 
 
 def timed_fit(model: keras.Model, fit_kwargs: dict, images: int) -> float:
@@ -315,20 +315,22 @@ def set_threads(threads: int) -> None:
 
 
 def held_out_validation(data: _Limited, size: int) -> _Limited:
-    """The last `size` training images become the evaluation set, in place of the test set: the split that
-    recipe choices are made on (the test set is only ever measured)."""
-    return _Limited(data.x_train[:-size], data.y_train[:-size], data.x_train[-size:], data.y_train[-size:])
+    """The trainer's validation split (`mnist-train --validation-size`) becomes the evaluation set, in place of
+    the test set: the split that recipe choices are made on (the test set is only ever measured). Raises the
+    trainer's ConfigError when nothing would be left to train on."""
+    (x_train, y_train), (x_held, y_held) = split_validation(data.x_train, data.y_train, size)
+    return _Limited(x_train, y_train, x_held, y_held)
 
 
 def run_compare(args) -> int:
     minimum = 4 * max(r.batch_size for r in RECIPES)
     data = limited(load_npz(args.data), args.train_limit, args.test_limit)
     if args.validation_size:
-        if args.validation_size >= len(data.x_train):
-            print(f"train_bench.py: error: --validation-size {args.validation_size} leaves no training images",
-                  file=sys.stderr)
+        try:
+            data = held_out_validation(data, args.validation_size)
+        except ConfigError as exc:
+            print(f"train_bench.py: error: {exc}", file=sys.stderr)
             return 2
-        data = held_out_validation(data, args.validation_size)
     if len(data.x_train) < minimum:
         print(f"train_bench.py: error: --compare needs at least {minimum} training images (a quarter epoch of "
               "every recipe)", file=sys.stderr)

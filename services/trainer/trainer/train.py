@@ -49,8 +49,9 @@ def git_commit() -> str | None:
 
 
 # XLA compiles the train, test and predict steps once each, then runs them faster on a GPU. On the CPU it
-# replaces oneDNN's convolutions with its own and this net's step was 1.7x slower (docs/BENCHMARKS.md), so
-# only GPU runs long enough to pay the compile back use it.
+# replaces oneDNN's convolutions with its own: the seed model trained 1.20x faster without it
+# (docs/BENCHMARKS.md, "What each speed change bought"), so only GPU runs long enough to pay the compile back
+# use it.
 XLA_MIN_STEPS = 400
 
 
