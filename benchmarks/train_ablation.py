@@ -7,7 +7,8 @@ Variants, cumulative:
   stem-pool    + a 2x2 max-pool after the stem: the stages run at 14/7/4 px
   one-block    + one block per stage instead of two
   fused-bn     + TensorFlow's fused batch-norm kernel instead of Keras' separate ops
-  batch-256    + 256 images per step instead of 128 (the current default)
+  batch-256    + 256 images per step instead of 128
+  average      + the moving average of the weights kept after every step (the current default)
 
 Each variant is compiled and warmed up, then all are timed in alternating rounds (so that load from other
 processes hits every variant alike); the table shows each one's best round and its ratio to `seed`.
@@ -29,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import trainer.model as trainer_model  # noqa: E402
+from trainer.averaging import WeightAverage  # noqa: E402
 from trainer.config import ModelConfig, TrainConfig  # noqa: E402
 from trainer.data import load_npz  # noqa: E402
 from trainer.schedule import OneCycle  # noqa: E402
@@ -40,6 +42,7 @@ class Variant(NamedTuple):
     fused_bn: bool
     batch_size: int
     xla: bool
+    average: bool = False
 
 
 SEED_MODEL = ModelConfig(stage_filters=(16, 32, 64), blocks_per_stage=2, stem_pool=False)
@@ -51,6 +54,7 @@ VARIANTS = (
     Variant("one-block", POOLED, False, 128, False),
     Variant("fused-bn", POOLED, True, 128, False),
     Variant("batch-256", POOLED, True, 256, False),
+    Variant("average", POOLED, True, 256, False, True),
 )
 
 
@@ -73,13 +77,30 @@ def build(variant: Variant, steps: int) -> keras.Model:
     return model
 
 
-def images_per_s(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
+def images_per_s(model: keras.Model, x: np.ndarray, y: np.ndarray, variant: Variant) -> float:
+    # A fresh average each round, as a training run starts one: its set-up is part of the cost.
+    callbacks = [WeightAverage(TrainConfig().average_decay)] if variant.average else []
     start = time.perf_counter()
-    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    model.fit(x, y, batch_size=variant.batch_size, epochs=1, verbose=0, shuffle=False, callbacks=callbacks)
     return len(x) / (time.perf_counter() - start)
 
 
-def run(x_all: np.ndarray, y_all: np.ndarray, images: int, rounds: int, variants=VARIANTS) -> list[dict]:
+def average_update_ms(model: keras.Model, updates: int = 500) -> float:
+    """Milliseconds the weight average adds to every training step: its per-step update alone, timed (the
+    variants' rounds are too noisy on a shared machine to show a cost this small)."""
+    average = WeightAverage(TrainConfig().average_decay)
+    average.set_model(model)
+    average.on_train_begin()
+    average.on_train_batch_end(0)  # trace
+    start = time.perf_counter()
+    for step in range(updates):
+        average.on_train_batch_end(step)
+    return (time.perf_counter() - start) / updates * 1000
+
+
+def run(x_all: np.ndarray, y_all: np.ndarray, images: int, rounds: int,
+        variants=VARIANTS) -> tuple[list[dict], keras.Model]:
+    """Each variant's best images/s (and its ratio to the first), and the last variant's compiled model."""
     x = x_all[:images].astype(np.float32)[..., None] / 255.0
     y = keras.utils.to_categorical(y_all[:images], 10)
     models = []
@@ -87,16 +108,17 @@ def run(x_all: np.ndarray, y_all: np.ndarray, images: int, rounds: int, variants
         keras.utils.set_random_seed(0)
         model = build(variant, len(x) // variant.batch_size)
         warm = 4 * variant.batch_size
-        images_per_s(model, x[:warm], y[:warm], variant.batch_size)  # trace, compile, first oneDNN primitives
+        images_per_s(model, x[:warm], y[:warm], variant)  # trace, compile, first oneDNN primitives
         models.append(model)
     rates: dict[str, list[float]] = {v.name: [] for v in variants}
     for _ in range(rounds):
         for variant, model in zip(variants, models, strict=True):
-            rates[variant.name].append(images_per_s(model, x, y, variant.batch_size))
+            rates[variant.name].append(images_per_s(model, x, y, variant))
     base = max(rates[variants[0].name])
-    return [{"variant": v.name, "parameters": m.count_params(), "images_per_s": round(max(rates[v.name]), 1),
+    rows = [{"variant": v.name, "parameters": m.count_params(), "images_per_s": round(max(rates[v.name]), 1),
              "ratio_to_seed": round(max(rates[v.name]) / base, 2), "rounds": [round(r, 1) for r in rates[v.name]]}
             for v, m in zip(variants, models, strict=True)]
+    return rows, models[-1]
 
 
 def positive_int(text: str) -> int:
@@ -116,9 +138,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--images must be at least {4 * max(v.batch_size for v in VARIANTS)}")
     data = load_npz(args.data)
     print(f"{'variant':<10} {'parameters':>10} {'images/s':>9} {'x seed':>7}  rounds")
-    for row in run(data.x_train, data.y_train, args.images, args.rounds):
+    rows, default_model = run(data.x_train, data.y_train, args.images, args.rounds)
+    for row in rows:
         print(f"{row['variant']:<10} {row['parameters']:>10} {row['images_per_s']:>9.0f} {row['ratio_to_seed']:>7.2f}  "
               f"{row['rounds']}", flush=True)
+    step_ms = 1000 * VARIANTS[-1].batch_size / rows[-1]["images_per_s"]
+    update_ms = average_update_ms(default_model)
+    print(f"weight average: {update_ms:.2f} ms an update, {100 * update_ms / step_ms:.1f}% of the default's "
+          f"{step_ms:.1f} ms step", flush=True)
     return 0
 
 

@@ -40,7 +40,7 @@ from trainer.data import limit, load_npz  # noqa: E402
 from trainer.device import detect_and_apply  # noqa: E402
 from trainer.inputs import build_eval_inputs, build_inputs  # noqa: E402
 from trainer.model import build_model  # noqa: E402
-from trainer.train import ConfigError, compile_model, split_validation  # noqa: E402
+from trainer.train import ConfigError, compile_model, split_validation, training_callbacks  # noqa: E402
 
 
 def timed_fit(model: keras.Model, fit_kwargs: dict, images: int) -> float:
@@ -53,6 +53,8 @@ def throughput(data, config: TrainConfig, steps: int, rounds: int) -> dict:
     """Best images/s over `rounds` alternating rounds of `steps` steps each, pipeline vs in-memory."""
     n = steps * config.batch_size
     x, y = data.x_train[:n], data.y_train[:n]
+    # Every timed batch augmented (a run's first epoch is not; here it would be the first round).
+    config = replace(config, clean_epochs=0)
     x_mem = x.astype(np.float32)[..., None] / 255.0
     y_mem = keras.utils.to_categorical(y, 10)
     # Compiled exactly as in a default full run (schedule length, hence XLA on), for both sides.
@@ -83,9 +85,9 @@ def throughput(data, config: TrainConfig, steps: int, rounds: int) -> dict:
 class _StopAtTarget(keras.callbacks.Callback):
     """Evaluate on the test set after each (quarter-)epoch; record training-only time; stop at the target."""
 
-    def __init__(self, eval_ds, target: float):
+    def __init__(self, eval_ds, target: float, callbacks: list):
         super().__init__()
-        self.eval_ds, self.target = eval_ds, target
+        self.eval_ds, self.target, self.callbacks = eval_ds, target, callbacks
         self.train_s, self.curve, self.reached_at = 0.0, [], None
         self._t0 = 0.0
 
@@ -94,7 +96,8 @@ class _StopAtTarget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.train_s += time.perf_counter() - self._t0
-        accuracy = float(self.model.evaluate(self.eval_ds, verbose=0, return_dict=True)["accuracy"])
+        accuracy = float(self.model.evaluate(self.eval_ds, verbose=0, return_dict=True,
+                                             callbacks=self.callbacks)["accuracy"])
         self.curve.append((round((epoch + 1) / 4, 2), round(self.train_s, 1), round(accuracy, 4)))
         print(f"  epoch {(epoch + 1) / 4:.2f}: {self.train_s:.0f} s training, test accuracy {accuracy:.4f}",
               flush=True)
@@ -109,10 +112,11 @@ def time_to_accuracy(data, config: TrainConfig, epochs: int, target: float) -> d
     quarter = steps // 4
     model = build_model(config.model)
     compile_model(model, config, quarter * 4 * epochs)
-    stopper = _StopAtTarget(build_eval_inputs(data.x_test, data.y_test), target)
+    averaging = training_callbacks(config)
+    stopper = _StopAtTarget(build_eval_inputs(data.x_test, data.y_test), target, averaging)
     start = time.perf_counter()
     model.fit(build_inputs(config, data.x_train, data.y_train), steps_per_epoch=quarter, epochs=4 * epochs,
-              callbacks=[stopper], verbose=0)
+              callbacks=[*averaging, stopper], verbose=0)
     return {"target": target, "schedule_epochs": epochs, "reached_at_epoch": stopper.reached_at and stopper.reached_at[0],
             "training_seconds": stopper.reached_at and stopper.reached_at[1],
             "wall_seconds_including_evaluations": round(time.perf_counter() - start, 1), "curve": stopper.curve}
@@ -135,6 +139,9 @@ class Recipe(NamedTuple):
     epochs: int                                   # the recipe's own published length
     augment: bool                                 # whether its recipe augments the training images
     build: Callable[[TrainConfig, int], keras.Model]  # (config, steps per epoch) -> compiled model
+    # fit() callbacks of the recipe itself (ours: the weight average); evaluations run with them too, so that
+    # they measure the weights the recipe would publish.
+    callbacks: Callable[[TrainConfig], list] = lambda config: []
 
 
 def build_ours(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
@@ -194,15 +201,16 @@ def build_pytorch_example(config: TrainConfig, steps_per_epoch: int) -> keras.Mo
 
 
 RECIPES = (
-    Recipe("ours", TrainConfig().batch_size, TrainConfig().epochs, TrainConfig().augment, build_ours),
+    Recipe("ours", TrainConfig().batch_size, TrainConfig().epochs, TrainConfig().augment, build_ours,
+           training_callbacks),
     Recipe("keras-example", 128, 15, False, build_keras_example),
     Recipe("pytorch-example", 64, 14, False, build_pytorch_example),
 )
 
 
-def accuracy_on(model: keras.Model, eval_ds, labels: np.ndarray) -> float:
+def accuracy_on(model: keras.Model, eval_ds, labels: np.ndarray, callbacks: list = ()) -> float:
     """Share of the test images whose argmax output is the label (the same measure for every recipe)."""
-    outputs = model.predict(eval_ds, verbose=0)
+    outputs = model.predict(eval_ds, verbose=0, callbacks=list(callbacks))
     return float(np.mean(np.argmax(outputs, axis=-1) == labels))
 
 
@@ -232,7 +240,7 @@ class _QuarterClock(keras.callbacks.Callback):
 
 
 def run_recipe(recipe: Recipe, data, config: TrainConfig, target: float, max_seconds: float,
-               evaluate: Callable[[keras.Model], float]) -> dict:
+               evaluate: Callable[[keras.Model, list], float]) -> dict:
     """Train one recipe on the same stream every recipe gets; its time to `target`, curve and clocks."""
     keras.utils.set_random_seed(config.seed)
     recipe_config = replace(config, batch_size=recipe.batch_size, augment=recipe.augment)
@@ -240,10 +248,12 @@ def run_recipe(recipe: Recipe, data, config: TrainConfig, target: float, max_sec
     quarter = steps // 4
     model = recipe.build(recipe_config, quarter * 4)
     stream = build_inputs(recipe_config, data.x_train, data.y_train)
-    clock = _QuarterClock(evaluate, target, max_seconds, recipe.name)
+    callbacks = recipe.callbacks(recipe_config)
+    clock = _QuarterClock(lambda trained: evaluate(trained, callbacks), target, max_seconds, recipe.name)
     load_before = os.getloadavg()[0]
     clock.start = time.perf_counter()
-    model.fit(stream, steps_per_epoch=quarter, epochs=4 * recipe.epochs, callbacks=[clock], verbose=0, shuffle=False)
+    model.fit(stream, steps_per_epoch=quarter, epochs=4 * recipe.epochs, callbacks=[*callbacks, clock], verbose=0,
+              shuffle=False)
     wall_s = time.perf_counter() - clock.start
     last = clock.curve[-1]
     return {"recipe": recipe.name, "batch_size": recipe.batch_size, "epochs_planned": recipe.epochs,
@@ -289,7 +299,7 @@ def compare(data, config: TrainConfig, target: float, max_seconds: float, recipe
         print(f"{recipe.name}: batch {recipe.batch_size}, up to {recipe.epochs} epochs or {max_seconds:g} s of "
               "training", flush=True)
         results.append(run_recipe(recipe, data, config, target, max_seconds,
-                                  lambda model: accuracy_on(model, eval_ds, labels)))
+                                  lambda model, callbacks: accuracy_on(model, eval_ds, labels, callbacks)))
     return results
 
 

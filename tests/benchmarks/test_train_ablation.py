@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 import sys
 
@@ -16,12 +17,12 @@ def test_the_variants_add_one_change_at_a_time_from_the_seed_model_to_the_defaul
     from trainer.config import ModelConfig, TrainConfig
 
     names = [v.name for v in bench.VARIANTS]
-    assert names == ["seed", "no-xla", "stem-pool", "one-block", "fused-bn", "batch-256"]
+    assert names == ["seed", "no-xla", "stem-pool", "one-block", "fused-bn", "batch-256", "average"]
     first, last = bench.VARIANTS[0], bench.VARIANTS[-1]
     assert (first.model.blocks_per_stage, first.model.stem_pool, first.fused_bn, first.xla) == (2, False, False, True)
-    # The last variant is the trainer's default: its model, its batch, no XLA on the CPU.
-    assert (last.model, last.batch_size, last.fused_bn, last.xla) == (ModelConfig(), TrainConfig().batch_size, True,
-                                                                      False)
+    # The last variant is the trainer's default: its model, its batch, no XLA on the CPU, the weight average.
+    assert (last.model, last.batch_size, last.fused_bn, last.xla, last.average) == (
+        ModelConfig(), TrainConfig().batch_size, True, False, TrainConfig().average_decay > 0)
     for before, after in itertools.pairwise(bench.VARIANTS):
         changed = [field for field in before._fields[1:] if getattr(before, field) != getattr(after, field)]
         assert len(changed) == 1, (before.name, after.name, changed)
@@ -43,7 +44,10 @@ def test_a_small_run_times_every_variant(mnist_npz):
     completed = subprocess.run([sys.executable, str(BENCHMARKS / "train_ablation.py"), "--data", str(mnist_npz),
                                 "--images", "1024", "--rounds", "1"], capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    rows = [line.split() for line in completed.stdout.strip().splitlines()[1:]]
-    assert [row[0] for row in rows] == ["seed", "no-xla", "stem-pool", "one-block", "fused-bn", "batch-256"]
+    lines = completed.stdout.strip().splitlines()
+    rows = [line.split() for line in lines[1:-1]]
+    assert re.fullmatch(r"weight average: \d+\.\d\d ms an update, \d+\.\d% of the default's \d+\.\d ms step", lines[-1])
+    assert [row[0] for row in rows] == ["seed", "no-xla", "stem-pool", "one-block", "fused-bn", "batch-256",
+                                        "average"]
     assert rows[0][1] == "175706" and rows[-1][1] == "78042"
     assert rows[0][3] == "1.00" and all(float(row[2]) > 0 for row in rows)

@@ -58,6 +58,12 @@ def test_the_validation_split_is_the_last_training_images_and_never_the_test_set
 def test_the_reference_recipes_are_the_published_networks():
     bench = load_script("train_bench")
     recipes = {r.name: r for r in bench.RECIPES}
+    # Ours trains and is evaluated with the trainer's own weight average; the references have no callbacks.
+    from trainer.averaging import WeightAverage
+
+    assert [type(c) for c in recipes["ours"].callbacks(bench.TrainConfig())] == [WeightAverage]
+    assert recipes["keras-example"].callbacks(bench.TrainConfig()) == []
+    assert recipes["pytorch-example"].callbacks(bench.TrainConfig()) == []
     assert (recipes["keras-example"].batch_size, recipes["keras-example"].epochs) == (128, 15)
     assert (recipes["pytorch-example"].batch_size, recipes["pytorch-example"].epochs) == (64, 14)
     keras_example = bench.build_keras_example(bench.TrainConfig(), 100)

@@ -63,9 +63,11 @@ def build_inputs(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tf.data.D
     """Endless training stream of (images, one-hot labels) batches; fit() runs it with steps_per_epoch.
 
     Endless so that the shuffle order and the augmentation seeds keep advancing
-    across epochs instead of repeating; every random choice is derived from `seed`.
+    across epochs instead of repeating; every random choice is derived from `seed`. The first
+    `config.clean_epochs` epochs' batches are not augmented.
     """
     seed, augment = config.seed, config.augment
+    clean_steps = config.clean_epochs * (len(x) // config.batch_size)
     stroke_probability = config.stroke_probability
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
@@ -74,11 +76,18 @@ def build_inputs(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tf.data.D
 
     def prepare(step: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         images, labels = batch
-        images = to_model_input(images)
-        if augment:
-            affine_seed, stroke_seed = tf.unstack(tf.random.experimental.stateless_split(
-                tf.stack([tf.constant(seed, tf.int64), step]), 2))
-            images = random_stroke(random_affine(images, affine_seed), stroke_seed, stroke_probability)
+        plain = to_model_input(images)
+        if not augment:
+            return plain, tf.one_hot(labels, NUM_CLASSES)
+        affine_seed, stroke_seed = tf.unstack(tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(seed, tf.int64), step]), 2))
+
+        def augmented() -> tf.Tensor:
+            moved = random_affine(plain, affine_seed)
+            # Skipped when off: the dilation and erosion would cost the input thread for nothing.
+            return random_stroke(moved, stroke_seed, stroke_probability) if stroke_probability > 0 else moved
+
+        images = tf.cond(step < clean_steps, lambda: plain, augmented)
         return images, tf.one_hot(labels, NUM_CLASSES)
 
     threads = config.input_threads

@@ -103,6 +103,14 @@ def compile_model(model, config: TrainConfig, total_steps: int, device: str = "C
     )
 
 
+def training_callbacks(config: TrainConfig) -> list:
+    """What fit() runs beside the optimizer: the weight average that is evaluated and published (shared with
+    benchmarks/train_bench.py)."""
+    from trainer.averaging import WeightAverage
+
+    return [WeightAverage(config.average_decay)] if config.average_decay else []
+
+
 def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log):
     """Train the model; returns (model, history, test labels, test predictions, device plan, test images)."""
     from trainer.device import detect_and_apply
@@ -127,6 +135,7 @@ def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log):
     log(f"training on {len(x_train)} images for {config.epochs} epoch(s) of {steps} steps, batch {config.batch_size}")
     history = model.fit(
         build_inputs(config, x_train, y_train),
+        callbacks=training_callbacks(config),
         epochs=config.epochs,
         steps_per_epoch=steps,
         # The per-epoch curve: on the held-out validation images when asked for (to choose a recipe without
