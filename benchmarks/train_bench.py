@@ -54,7 +54,7 @@ def throughput(data, config: TrainConfig, steps: int, rounds: int) -> dict:
     n = steps * config.batch_size
     x, y = data.x_train[:n], data.y_train[:n]
     # Every timed batch augmented (a run's first epoch is not; here it would be the first round).
-    config = replace(config, clean_epochs=0)
+    config = replace(config, clean_fraction=0.0)
     x_mem = x.astype(np.float32)[..., None] / 255.0
     y_mem = keras.utils.to_categorical(y, 10)
     # Compiled exactly as in a default full run (schedule length, hence XLA on), for both sides.

@@ -92,7 +92,7 @@ def test_stroke_augmentation_thickens_or_thins_about_half_the_digits(mnist_array
 
 def test_stroke_probability_zero_leaves_the_strokes_alone(mnist_arrays):
     x, y = mnist_arrays
-    config = TrainConfig(batch_size=64, seed=3, clean_epochs=0, stroke_probability=0.5)
+    config = TrainConfig(batch_size=64, seed=3, clean_fraction=0.0, stroke_probability=0.5)
     images = tf.constant(x[:64].astype(np.float32)[..., None] / 255.0)
     assert np.array_equal(random_stroke(images, tf.constant([1, 1], tf.int64), probability=0.0).numpy(), images.numpy())
     with_strokes = take(build_inputs(config, x[:256], y[:256]), 2)
@@ -100,14 +100,20 @@ def test_stroke_probability_zero_leaves_the_strokes_alone(mnist_arrays):
     assert not np.allclose(with_strokes[0][0], without[0][0])
 
 
-def test_the_first_clean_epochs_are_not_augmented_and_the_rest_are(mnist_arrays):
+def test_the_first_clean_fraction_of_the_run_is_not_augmented_and_the_rest_is(mnist_arrays):
     x, y = mnist_arrays
-    config = TrainConfig(batch_size=64, seed=3, clean_epochs=2)
-    steps = 256 // 64
-    augmented = take(build_inputs(config, x[:256], y[:256]), 3 * steps)
-    plain = take(build_inputs(replace(config, augment=False), x[:256], y[:256]), 3 * steps)
-    # The same seeded order either way: the first two epochs are the plain images, the third is not.
+    # 10 epochs of 4 steps: 20% of the run is the first 8 steps.
+    config = TrainConfig(batch_size=64, seed=3, epochs=10, clean_fraction=0.2)
+    augmented = take(build_inputs(config, x[:256], y[:256]), 12)
+    plain = take(build_inputs(replace(config, augment=False), x[:256], y[:256]), 12)
+    # The same seeded order either way: the first 8 batches are the plain images, the next 4 are not.
     for step, (a, p) in enumerate(zip(augmented, plain, strict=True)):
         np.testing.assert_array_equal(a[1], p[1])
-        assert np.array_equal(a[0], p[0]) == (step < 2 * steps), step
+        assert np.array_equal(a[0], p[0]) == (step < 8), step
 
+
+def test_the_default_run_trains_its_first_epoch_on_plain_images_and_a_one_epoch_run_is_augmented():
+    default = TrainConfig()
+    steps = 60_000 // default.batch_size
+    assert int(default.clean_fraction * default.epochs * steps) == steps
+    assert int(default.clean_fraction * 1 * steps) == 5

@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of every random choice; same seed on CPU, same model (default: %(default)s)")
     parser.add_argument("--min-accuracy", type=_fraction, default=DEFAULTS.min_accuracy, metavar="FRACTION",
                         help="refuse to publish below this test accuracy (default: %(default)s)")
-    parser.add_argument("--no-augment", action="store_true", help="train without augmentation (random shifts, rotations and scaling, from the second epoch)")
+    parser.add_argument("--no-augment", action="store_true", help="train without augmentation (random shifts, rotations and scaling, after the first 2.5%% of the steps)")
     parser.add_argument("--shuffle-labels", action="store_true",
                         help="train on shuffled labels: a deliberately broken candidate for rollback demos/tests")
     parser.add_argument("--register", choices=("auto", "always", "never"), default=DEFAULTS.register,

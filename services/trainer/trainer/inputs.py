@@ -64,10 +64,10 @@ def build_inputs(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tf.data.D
 
     Endless so that the shuffle order and the augmentation seeds keep advancing
     across epochs instead of repeating; every random choice is derived from `seed`. The first
-    `config.clean_epochs` epochs' batches are not augmented.
+    `config.clean_fraction` of the run's steps (config.epochs passes over x) are not augmented.
     """
     seed, augment = config.seed, config.augment
-    clean_steps = config.clean_epochs * (len(x) // config.batch_size)
+    clean_steps = int(config.clean_fraction * config.epochs * (len(x) // config.batch_size))
     stroke_probability = config.stroke_probability
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
