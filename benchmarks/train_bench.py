@@ -107,6 +107,8 @@ class _StopAtTarget(keras.callbacks.Callback):
 
 
 def time_to_accuracy(data, config: TrainConfig, epochs: int, target: float) -> dict:
+    # The run is `epochs` long: its plain start (a fraction of the run's steps) follows, as the schedule does.
+    config = replace(config, epochs=epochs)
     keras.utils.set_random_seed(config.seed)
     steps = len(data.x_train) // config.batch_size
     quarter = steps // 4
