@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,7 @@ def test_help_in_docs_is_the_real_help(repo_root, monkeypatch):
     (["--batch-size", "many"], "argument --batch-size: 'many' is not an integer"),
     (["--min-accuracy", "1.5"], "must be between 0 and 1"),
     (["--register", "sometimes"], "argument --register: invalid choice"),
+    (["--precision", "float16"], "argument --precision: invalid choice: 'float16'"),
     (["--train-limit", "10"], "--train-limit 10 is smaller than one batch"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ])
@@ -101,6 +103,7 @@ def test_cli_prints_version_path_and_accuracy_last(twin_runs):
     metrics = json.loads((store / "1" / "assets.extra" / "metrics.json").read_text())
     assert accuracy == pytest.approx(metrics["test_accuracy"], abs=5e-5)
     assert "device: CPU, float32" in result.stdout
+    assert metrics["precision"] == "float32"
 
 
 def test_registration_failure_warns_and_training_still_succeeds(twin_runs):
@@ -163,3 +166,19 @@ def test_validation_size_holds_out_the_last_training_images_for_the_curve(tmp_pa
     # The per-epoch curve was measured on the 128 held-out images; the test set is measured once, at the end.
     assert len(metrics["history"]["val_accuracy"]) == 2
     assert all(round(v * 128) == pytest.approx(v * 128, abs=1e-3) for v in metrics["history"]["val_accuracy"])
+
+
+def test_precision_mixed_bfloat16_trains_in_bfloat16_and_publishes_a_float32_model(tmp_path, mnist_npz):
+    store = tmp_path / "mnist"
+    result = mnist_train("--data", str(mnist_npz), "--model-base-path", str(store), "--register", "never",
+                         "--train-limit", "512", "--batch-size", "64", "--epochs", "1", "--test-limit", "200",
+                         "--precision", "mixed_bfloat16", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # "CPU with AMX" or, on a CPU without it, "CPU without AMX (bfloat16 emulated, slow)".
+    assert re.search(r"^device: CPU with(out)? AMX.*, mixed bfloat16$", result.stdout, re.MULTILINE), result.stdout
+    metrics = json.loads((store / "1" / "assets.extra" / "metrics.json").read_text())
+    assert metrics["precision"] == "mixed_bfloat16"
+    serve = tf.saved_model.load(str(store / "1")).signatures["serving_default"]
+    images = np.zeros((2, 28, 28, 1), np.float32)
+    out = serve(images=tf.constant(images))
+    assert out["probabilities"].dtype == tf.float32 and out["probabilities"].shape == (2, 10)

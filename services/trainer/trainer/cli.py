@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trainer.config import TrainConfig
+from trainer.device import PRECISIONS
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_DATA, EXIT_ACCURACY, EXIT_STORE = 0, 1, 2, 3, 4, 5
 DEFAULTS = TrainConfig()
@@ -82,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation (random shifts, rotations and scaling, after the first 2.5%% of the steps)")
     parser.add_argument("--shuffle-labels", action="store_true",
                         help="train on shuffled labels: a deliberately broken candidate for rollback demos/tests")
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision,
+                        metavar="{" + ",".join(PRECISIONS) + "}",
+                        help="auto = mixed float16 on a GPU, float32 on a CPU (default: %(default)s); "
+                             "mixed_bfloat16 trains about 1.3x faster on a CPU with AMX, a little less accurately; "
+                             "its model is published in float32")
     parser.add_argument("--register", choices=("auto", "always", "never"), default=DEFAULTS.register,
                         metavar="{auto,always,never}",
                         help="create a ModelVersion resource after publishing: auto = when running in a cluster "
@@ -95,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         batch_size=args.batch_size, max_learning_rate=args.learning_rate, train_limit=args.train_limit,
         validation_size=args.validation_size, test_limit=args.test_limit, version=args.version, seed=args.seed, min_accuracy=args.min_accuracy,
         augment=not args.no_augment, shuffle_labels=args.shuffle_labels, register=args.register,
+        precision=args.precision,
     )
 
 

@@ -54,6 +54,9 @@ class TrainConfig:
     # Deliberately broken candidate for rollback demos/tests: trains on permuted labels.
     shuffle_labels: bool = False
     register: str = "auto"
+    # Keras dtype policy (trainer.device.PRECISIONS): "auto" is mixed float16 on a GPU and float32 on a CPU;
+    # "mixed_bfloat16" is the opt-in for CPUs with AMX (faster, a little less accurate: docs/TRAINER.md).
+    precision: str = "auto"
     # tf.data threads. One thread prepares ~36,000 augmented images/s, far more than the CPU trains;
     # more threads only compete with the training step for the same cores. Raised on a GPU.
     input_threads: int = 1

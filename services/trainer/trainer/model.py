@@ -83,3 +83,19 @@ def build_model(config: ModelConfig) -> keras.Model:
     logits = layers.Dense(config.num_classes, dtype="float32", name="logits",
                           kernel_regularizer=keras.regularizers.L2(config.weight_decay))(x)
     return keras.Model(inputs, logits, name="mnist_preact_resnet")
+
+
+def float32_copy(model: keras.Model, config: ModelConfig) -> keras.Model:
+    """The same network and weights computing in float32 (the variables already are float32 under a mixed policy).
+
+    After `--precision mixed_bfloat16` (trainer.device) the published model computes in float32, so that it serves
+    on any CPU, with or without AMX, and its measured accuracy is the accuracy of what is served.
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = build_model(config)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy

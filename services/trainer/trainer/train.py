@@ -115,9 +115,9 @@ def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log):
     """Train the model; returns (model, history, test labels, test predictions, device plan, test images)."""
     from trainer.device import detect_and_apply
     from trainer.inputs import build_eval_inputs, build_inputs
-    from trainer.model import build_model
+    from trainer.model import build_model, float32_copy
 
-    plan = detect_and_apply(log)
+    plan = detect_and_apply(log, config.precision)
     if plan.device == "GPU":
         # A GPU trains this small net faster than one input thread augments.
         config = replace(config, input_threads=max(config.input_threads, 4))
@@ -146,6 +146,9 @@ def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log):
         verbose=1 if sys.stdout.isatty() else 2,
         shuffle=False,  # build_inputs shuffles, seeded
     )
+    if plan.precision == "mixed_bfloat16":
+        # Trained in bfloat16 (--precision mixed_bfloat16); measured and published in float32, which any CPU serves.
+        model = float32_copy(model, config.model)
     logits = model.predict(build_eval_inputs(x_test, y_test), verbose=0)
     predictions = np.argmax(logits, axis=-1)
     return model, history.history, y_test, predictions, plan, x_test
