@@ -9,6 +9,7 @@ Variants, cumulative:
   fused-bn     + TensorFlow's fused batch-norm kernel instead of Keras' separate ops
   batch-256    + 256 images per step instead of 128
   average      + the moving average of the weights kept after every step (the current default)
+  bfloat16     + Keras' mixed_bfloat16 policy (`mnist-train --precision mixed_bfloat16`, opt-in: trainer.device)
 
 Each variant is compiled and warmed up, then all are timed in alternating rounds (so that load from other
 processes hits every variant alike); the table shows each one's best round and its ratio to `seed`.
@@ -43,6 +44,7 @@ class Variant(NamedTuple):
     batch_size: int
     xla: bool
     average: bool = False
+    precision: str = "float32"
 
 
 SEED_MODEL = ModelConfig(stage_filters=(16, 32, 64), blocks_per_stage=2, stem_pool=False)
@@ -55,7 +57,9 @@ VARIANTS = (
     Variant("fused-bn", POOLED, True, 128, False),
     Variant("batch-256", POOLED, True, 256, False),
     Variant("average", POOLED, True, 256, False, True),
+    Variant("bfloat16", POOLED, True, 256, False, True, "mixed_bfloat16"),
 )
+DEFAULT = "average"  # the variant `mnist-train` trains by default; the one after it is opt-in
 
 
 def keras_bn(name: str) -> keras.layers.BatchNormalization:
@@ -64,12 +68,14 @@ def keras_bn(name: str) -> keras.layers.BatchNormalization:
 
 def build(variant: Variant, steps: int) -> keras.Model:
     """The trainer's model for `variant`, compiled as the trainer compiles it (one-cycle Adam, smoothed loss)."""
-    fused = trainer_model._bn
+    fused, policy = trainer_model._bn, keras.mixed_precision.global_policy()
     trainer_model._bn = fused if variant.fused_bn else keras_bn
+    keras.mixed_precision.set_global_policy(variant.precision)
     try:
         model = trainer_model.build_model(variant.model)
     finally:
         trainer_model._bn = fused
+        keras.mixed_precision.set_global_policy(policy)
     config = TrainConfig()
     model.compile(optimizer=keras.optimizers.Adam(OneCycle(steps * 100, config.max_learning_rate)),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
@@ -99,8 +105,8 @@ def average_update_ms(model: keras.Model, updates: int = 500) -> float:
 
 
 def run(x_all: np.ndarray, y_all: np.ndarray, images: int, rounds: int,
-        variants=VARIANTS) -> tuple[list[dict], keras.Model]:
-    """Each variant's best images/s (and its ratio to the first), and the last variant's compiled model."""
+        variants=VARIANTS) -> tuple[list[dict], dict[str, keras.Model]]:
+    """Each variant's best images/s (and its ratio to the first), and each variant's compiled model by name."""
     x = x_all[:images].astype(np.float32)[..., None] / 255.0
     y = keras.utils.to_categorical(y_all[:images], 10)
     models = []
@@ -118,7 +124,7 @@ def run(x_all: np.ndarray, y_all: np.ndarray, images: int, rounds: int,
     rows = [{"variant": v.name, "parameters": m.count_params(), "images_per_s": round(max(rates[v.name]), 1),
              "ratio_to_seed": round(max(rates[v.name]) / base, 2), "rounds": [round(r, 1) for r in rates[v.name]]}
             for v, m in zip(variants, models, strict=True)]
-    return rows, models[-1]
+    return rows, {v.name: m for v, m in zip(variants, models, strict=True)}
 
 
 def positive_int(text: str) -> int:
@@ -138,12 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--images must be at least {4 * max(v.batch_size for v in VARIANTS)}")
     data = load_npz(args.data)
     print(f"{'variant':<10} {'parameters':>10} {'images/s':>9} {'x seed':>7}  rounds")
-    rows, default_model = run(data.x_train, data.y_train, args.images, args.rounds)
+    rows, models = run(data.x_train, data.y_train, args.images, args.rounds)
     for row in rows:
         print(f"{row['variant']:<10} {row['parameters']:>10} {row['images_per_s']:>9.0f} {row['ratio_to_seed']:>7.2f}  "
               f"{row['rounds']}", flush=True)
-    step_ms = 1000 * VARIANTS[-1].batch_size / rows[-1]["images_per_s"]
-    update_ms = average_update_ms(default_model)
+    default = next(row for row in rows if row["variant"] == DEFAULT)
+    step_ms = 1000 * TrainConfig().batch_size / default["images_per_s"]
+    update_ms = average_update_ms(models[DEFAULT])
     print(f"weight average: {update_ms:.2f} ms an update, {100 * update_ms / step_ms:.1f}% of the default's "
           f"{step_ms:.1f} ms step", flush=True)
     return 0

@@ -144,6 +144,9 @@ class Recipe(NamedTuple):
     # fit() callbacks of the recipe itself (ours: the weight average); evaluations run with them too, so that
     # they measure the weights the recipe would publish.
     callbacks: Callable[[TrainConfig], list] = lambda config: []
+    # Keras dtype policy as its source trains: None is what `mnist-train` picks by default on this machine
+    # (trainer.device: float32 on a CPU, mixed float16 on a GPU); the two references are published in float32.
+    precision: str | None = None
 
 
 def build_ours(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
@@ -205,8 +208,8 @@ def build_pytorch_example(config: TrainConfig, steps_per_epoch: int) -> keras.Mo
 RECIPES = (
     Recipe("ours", TrainConfig().batch_size, TrainConfig().epochs, TrainConfig().augment, build_ours,
            training_callbacks),
-    Recipe("keras-example", 128, 15, False, build_keras_example),
-    Recipe("pytorch-example", 64, 14, False, build_pytorch_example),
+    Recipe("keras-example", 128, 15, False, build_keras_example, precision="float32"),
+    Recipe("pytorch-example", 64, 14, False, build_pytorch_example, precision="float32"),
 )
 
 
@@ -248,18 +251,25 @@ def run_recipe(recipe: Recipe, data, config: TrainConfig, target: float, max_sec
     recipe_config = replace(config, batch_size=recipe.batch_size, augment=recipe.augment)
     steps = len(data.x_train) // recipe.batch_size
     quarter = steps // 4
-    model = recipe.build(recipe_config, quarter * 4)
-    stream = build_inputs(recipe_config, data.x_train, data.y_train)
-    callbacks = recipe.callbacks(recipe_config)
-    clock = _QuarterClock(lambda trained: evaluate(trained, callbacks), target, max_seconds, recipe.name)
-    load_before = os.getloadavg()[0]
-    clock.start = time.perf_counter()
-    model.fit(stream, steps_per_epoch=quarter, epochs=4 * recipe.epochs, callbacks=[*callbacks, clock], verbose=0,
-              shuffle=False)
-    wall_s = time.perf_counter() - clock.start
+    machine_policy = keras.mixed_precision.global_policy().name
+    precision = recipe.precision or machine_policy
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        model = recipe.build(recipe_config, quarter * 4)
+        stream = build_inputs(recipe_config, data.x_train, data.y_train)
+        callbacks = recipe.callbacks(recipe_config)
+        clock = _QuarterClock(lambda trained: evaluate(trained, callbacks), target, max_seconds, recipe.name)
+        load_before = os.getloadavg()[0]
+        clock.start = time.perf_counter()
+        model.fit(stream, steps_per_epoch=quarter, epochs=4 * recipe.epochs, callbacks=[*callbacks, clock],
+                  verbose=0, shuffle=False)
+        wall_s = time.perf_counter() - clock.start
+    finally:
+        keras.mixed_precision.set_global_policy(machine_policy)
     last = clock.curve[-1]
     return {"recipe": recipe.name, "batch_size": recipe.batch_size, "epochs_planned": recipe.epochs,
             "steps_per_quarter": quarter, "parameters": model.count_params(), "xla": bool(model.jit_compile),
+            "precision": precision,
             "reached": clock.reached,
             "train_s": last["train_s"], "eval_s": round(clock.eval_s, 2), "wall_s": round(wall_s, 2),
             "evaluations": len(clock.curve), "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
@@ -363,9 +373,9 @@ def run_compare(args) -> int:
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     for r in results:
-        print(f"{r['recipe']}: {'XLA' if r['xla'] else 'no XLA'}, {r['evaluations']} evaluations, training {r['train_s']:.1f} s + evaluation "
-              f"{r['eval_s']:.1f} s = wall {r['wall_s']:.1f} s; load average {r['load_average'][0]} -> "
-              f"{r['load_average'][1]}", flush=True)
+        print(f"{r['recipe']}: {r['precision']}, {'XLA' if r['xla'] else 'no XLA'}, {r['evaluations']} evaluations, "
+              f"training {r['train_s']:.1f} s + evaluation {r['eval_s']:.1f} s = wall {r['wall_s']:.1f} s; "
+              f"load average {r['load_average'][0]} -> {r['load_average'][1]}", flush=True)
     print(compare_line(args.target, results, held_out), flush=True)
     return 0
 

@@ -15,14 +15,20 @@ from tests.benchmarks import BENCHMARKS, load_script
 def test_the_variants_add_one_change_at_a_time_from_the_seed_model_to_the_default():
     bench = load_script("train_ablation")
     from trainer.config import ModelConfig, TrainConfig
+    from trainer.device import AMX_BF16, choose_device
 
     names = [v.name for v in bench.VARIANTS]
-    assert names == ["seed", "no-xla", "stem-pool", "one-block", "fused-bn", "batch-256", "average"]
-    first, last = bench.VARIANTS[0], bench.VARIANTS[-1]
+    assert names == ["seed", "no-xla", "stem-pool", "one-block", "fused-bn", "batch-256", "average", "bfloat16"]
+    first = bench.VARIANTS[0]
+    default = next(v for v in bench.VARIANTS if v.name == bench.DEFAULT)
     assert (first.model.blocks_per_stage, first.model.stem_pool, first.fused_bn, first.xla) == (2, False, False, True)
-    # The last variant is the trainer's default: its model, its batch, no XLA on the CPU, the weight average.
-    assert (last.model, last.batch_size, last.fused_bn, last.xla, last.average) == (
+    # The default variant is the trainer's default: its model, its batch, no XLA on the CPU, the weight average,
+    # the precision it picks on a CPU, AMX or not; the last one is the opt-in --precision mixed_bfloat16.
+    assert (default.model, default.batch_size, default.fused_bn, default.xla, default.average) == (
         ModelConfig(), TrainConfig().batch_size, True, False, TrainConfig().average_decay > 0)
+    assert default.precision == choose_device([], {AMX_BF16}).precision == "float32"
+    assert bench.VARIANTS[-1].precision == choose_device([], {AMX_BF16}, "mixed_bfloat16").precision
+    assert names.index(bench.DEFAULT) == len(names) - 2
     for before, after in itertools.pairwise(bench.VARIANTS):
         changed = [field for field in before._fields[1:] if getattr(before, field) != getattr(after, field)]
         assert len(changed) == 1, (before.name, after.name, changed)
@@ -39,6 +45,18 @@ def test_keras_batch_norm_variants_have_no_fused_layer():
     assert plain.count_params() == fused.count_params() == 78_042
 
 
+def test_the_bfloat16_variant_computes_in_bfloat16_and_leaves_the_global_policy_alone():
+    import keras
+
+    bench = load_script("train_ablation")
+    before = keras.mixed_precision.global_policy().name
+    model = bench.build(bench.VARIANTS[-1], 10)
+    assert model.get_layer("stem_conv").compute_dtype == "bfloat16"
+    assert model.get_layer("logits").compute_dtype == "float32"
+    assert bench.build(bench.VARIANTS[-2], 10).get_layer("stem_conv").compute_dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == before
+
+
 @pytest.mark.slow
 def test_a_small_run_times_every_variant(mnist_npz):
     completed = subprocess.run([sys.executable, str(BENCHMARKS / "train_ablation.py"), "--data", str(mnist_npz),
@@ -48,6 +66,6 @@ def test_a_small_run_times_every_variant(mnist_npz):
     rows = [line.split() for line in lines[1:-1]]
     assert re.fullmatch(r"weight average: \d+\.\d\d ms an update, \d+\.\d% of the default's \d+\.\d ms step", lines[-1])
     assert [row[0] for row in rows] == ["seed", "no-xla", "stem-pool", "one-block", "fused-bn", "batch-256",
-                                        "average"]
+                                        "average", "bfloat16"]
     assert rows[0][1] == "175706" and rows[-1][1] == "78042"
     assert rows[0][3] == "1.00" and all(float(row[2]) > 0 for row in rows)

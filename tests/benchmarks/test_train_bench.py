@@ -129,6 +129,11 @@ def test_compare_on_small_inputs_prints_the_line_and_leaves_evaluations_off_the_
     assert [r["recipe"] for r in summary["recipes"]] == ["ours", "keras-example", "pytorch-example"]
     # The trainer compiles with XLA only on a GPU; the examples keep Keras' default.
     assert [r["xla"] for r in summary["recipes"]] == [False, False, False]
+    # Ours in the precision the trainer picks on this CPU, the references in float32 as they are published.
+    from trainer.device import choose_device, cpu_flags
+
+    ours_precision = choose_device([], cpu_flags()).precision
+    assert [r["precision"] for r in summary["recipes"]] == [ours_precision, "float32", "float32"]
     assert (summary["train_images"], summary["evaluation_images"], summary["threads"]) == (1024, 300, 2)
     assert summary["evaluated_on"] == "test"
     for recipe, shown in zip(summary["recipes"], match.groups()[1:4], strict=True):
