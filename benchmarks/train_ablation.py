@@ -34,6 +34,7 @@ import trainer.model as trainer_model  # noqa: E402
 from trainer.averaging import WeightAverage  # noqa: E402
 from trainer.config import ModelConfig, TrainConfig  # noqa: E402
 from trainer.data import load_npz  # noqa: E402
+from trainer.device import policy_scope  # noqa: E402
 from trainer.schedule import OneCycle  # noqa: E402
 
 
@@ -68,14 +69,13 @@ def keras_bn(name: str) -> keras.layers.BatchNormalization:
 
 def build(variant: Variant, steps: int) -> keras.Model:
     """The trainer's model for `variant`, compiled as the trainer compiles it (one-cycle Adam, smoothed loss)."""
-    fused, policy = trainer_model._bn, keras.mixed_precision.global_policy()
+    fused = trainer_model._bn
     trainer_model._bn = fused if variant.fused_bn else keras_bn
-    keras.mixed_precision.set_global_policy(variant.precision)
     try:
-        model = trainer_model.build_model(variant.model)
+        with policy_scope(variant.precision):
+            model = trainer_model.build_model(variant.model)
     finally:
         trainer_model._bn = fused
-        keras.mixed_precision.set_global_policy(policy)
     config = TrainConfig()
     model.compile(optimizer=keras.optimizers.Adam(OneCycle(steps * 100, config.max_learning_rate)),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),

@@ -37,7 +37,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import limit, load_npz  # noqa: E402
-from trainer.device import detect_and_apply  # noqa: E402
+from trainer.device import detect_and_apply, policy_scope  # noqa: E402
 from trainer.inputs import build_eval_inputs, build_inputs  # noqa: E402
 from trainer.model import build_model  # noqa: E402
 from trainer.train import ConfigError, compile_model, split_validation, training_callbacks  # noqa: E402
@@ -251,10 +251,8 @@ def run_recipe(recipe: Recipe, data, config: TrainConfig, target: float, max_sec
     recipe_config = replace(config, batch_size=recipe.batch_size, augment=recipe.augment)
     steps = len(data.x_train) // recipe.batch_size
     quarter = steps // 4
-    machine_policy = keras.mixed_precision.global_policy().name
-    precision = recipe.precision or machine_policy
-    keras.mixed_precision.set_global_policy(precision)
-    try:
+    precision = recipe.precision or keras.mixed_precision.global_policy().name
+    with policy_scope(precision):
         model = recipe.build(recipe_config, quarter * 4)
         stream = build_inputs(recipe_config, data.x_train, data.y_train)
         callbacks = recipe.callbacks(recipe_config)
@@ -264,8 +262,6 @@ def run_recipe(recipe: Recipe, data, config: TrainConfig, target: float, max_sec
         model.fit(stream, steps_per_epoch=quarter, epochs=4 * recipe.epochs, callbacks=[*callbacks, clock],
                   verbose=0, shuffle=False)
         wall_s = time.perf_counter() - clock.start
-    finally:
-        keras.mixed_precision.set_global_policy(machine_policy)
     last = clock.curve[-1]
     return {"recipe": recipe.name, "batch_size": recipe.batch_size, "epochs_planned": recipe.epochs,
             "steps_per_quarter": quarter, "parameters": model.count_params(), "xla": bool(model.jit_compile),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from trainer.config import ModelConfig, TrainConfig
+from trainer.device import policy_scope
 from trainer.export import export_saved_model
 from trainer.model import build_model, float32_copy
 from trainer.train import compile_model
@@ -15,12 +16,8 @@ from trainer.train import compile_model
 @pytest.fixture
 def mixed_precision_policy():
     """What trainer.device.detect_and_apply sets when it finds a GPU; restored afterwards."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
+    with policy_scope("mixed_float16"):
         yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def test_mixed_precision_trains_with_loss_scaling_and_exports_the_float32_contract(mixed_precision_policy, tmp_path,
@@ -43,13 +40,9 @@ def test_mixed_precision_trains_with_loss_scaling_and_exports_the_float32_contra
 
 @pytest.fixture
 def bfloat16_policy():
-    """What trainer.device.detect_and_apply sets on a CPU with AMX; restored afterwards."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
+    """What trainer.device.detect_and_apply sets for --precision mixed_bfloat16; restored afterwards."""
+    with policy_scope("mixed_bfloat16"):
         yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def test_bfloat16_training_publishes_a_float32_copy_with_the_same_weights(bfloat16_policy, tmp_path, mnist_arrays):

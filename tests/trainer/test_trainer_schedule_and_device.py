@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from trainer.device import AMX_BF16, PRECISIONS, choose_device, cpu_flags
+from trainer.device import AMX_BF16, PRECISIONS, choose_device, cpu_flags, policy_scope
 from trainer.schedule import END_DIVISOR, START_DIVISOR, OneCycle, one_cycle_lr
 from trainer.train import XLA_MIN_STEPS, use_xla
 
@@ -76,3 +76,15 @@ def test_xla_only_on_a_gpu_and_for_runs_long_enough_to_pay_the_compile_back():
     assert use_xla(4680, "GPU")
     # On the CPU oneDNN's convolutions beat XLA's for this net (docs/BENCHMARKS.md).
     assert not use_xla(4680, "CPU")
+
+
+def test_policy_scope_sets_the_policy_inside_and_restores_it_even_after_an_error():
+    import keras
+
+    before = keras.mixed_precision.global_policy().name
+    with policy_scope("mixed_bfloat16"):
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == before
+    with pytest.raises(RuntimeError), policy_scope("mixed_float16"):
+        raise RuntimeError("boom")
+    assert keras.mixed_precision.global_policy().name == before

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +65,17 @@ def detect_and_apply(log=print, requested: str = "auto") -> DevicePlan:
     keras.mixed_precision.set_global_policy(plan.precision)
     log(f"device: {plan.description}")
     return plan
+
+
+@contextmanager
+def policy_scope(precision: str) -> Iterator[None]:
+    """Keras' global dtype policy set to `precision` inside the block and restored after it: for a model built in
+    another precision than the run's (trainer.model.float32_copy, the benchmarks' reference recipes)."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras import layers
 
 from trainer.config import ModelConfig
+from trainer.device import policy_scope
 
 INPUT_SHAPE = (28, 28, 1)
 # Keras' 0.99 leaves the moving statistics near their initial values after the few dozen steps of a
@@ -91,11 +92,7 @@ def float32_copy(model: keras.Model, config: ModelConfig) -> keras.Model:
     After `--precision mixed_bfloat16` (trainer.device) the published model computes in float32, so that it serves
     on any CPU, with or without AMX, and its measured accuracy is the accuracy of what is served.
     """
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
+    with policy_scope("float32"):
         copy = build_model(config)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     copy.set_weights(model.get_weights())
     return copy
