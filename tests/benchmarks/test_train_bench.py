@@ -84,6 +84,9 @@ def test_the_reference_recipes_are_the_published_networks():
     (["--compare", "--max-seconds", "0"], "not a positive number"),
     (["--compare", "--train-limit", "2000", "--validation-size", "2000"], "leaves no training images"),
     (["--compare", "--train-limit", "2000", "--validation-size", "1500"], "training images (a quarter epoch"),
+    (["--steps", "0"], "0 is not a positive integer"),
+    (["--rounds", "-1"], "-1 is not a positive integer"),
+    (["--tta-epochs", "0"], "0 is not a positive integer"),
 ])
 def test_bad_arguments_are_refused(argv, message, mnist_npz, capsys):
     bench = load_script("train_bench")
@@ -151,3 +154,24 @@ def test_compare_on_small_inputs_prints_the_line_and_leaves_evaluations_off_the_
         else:  # stopped by the cap, or its whole published length was trained
             assert clocks[-1] >= max_seconds or evaluations == 4 * recipe["epochs_planned"]
             assert all(point["test_accuracy"] < 0.5 for point in recipe["curve"])
+
+
+@pytest.mark.slow
+def test_default_mode_times_the_pipeline_and_the_time_to_a_target_on_the_compare_clock(mnist_npz, tmp_path):
+    out = tmp_path / "bench.json"
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "train_bench.py"), "--data", str(mnist_npz), "--steps", "5", "--rounds", "1",
+         "--tta-epochs", "1", "--target", "0.5", "--json", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(out.read_text())
+    throughput = result["throughput"]
+    assert throughput["steps_per_round"] == 5 and throughput["rounds"] == 1
+    assert throughput["pipeline_images_per_s"] > 0 and throughput["in_memory_images_per_s"] > 0
+    tta = result["time_to_accuracy"]
+    assert (tta["target"], tta["schedule_epochs"]) == (0.5, 1)
+    # 50% comes within the first quarter epoch or two; the curve stops at the first evaluation that reaches it.
+    assert tta["reached_at_epoch"] == tta["curve"][-1]["epoch"] <= 0.5
+    assert tta["curve"][-1]["test_accuracy"] >= 0.5
+    assert all(point["test_accuracy"] < 0.5 for point in tta["curve"][:-1])
+    assert 0 < tta["training_seconds"] < tta["wall_seconds_including_evaluations"]
