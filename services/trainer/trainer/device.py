@@ -29,14 +29,15 @@ def choose_device(gpu_names: list[str], cpu_flags: Iterable[str] = (), requested
     """
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")
+    device = "GPU" if gpu_names else "CPU"
     where = f"GPU ({', '.join(gpu_names)})" if gpu_names else "CPU"
     if requested == "mixed_bfloat16":
         if not gpu_names:
             where = "CPU with AMX" if AMX_BF16 in set(cpu_flags) else "CPU without AMX (bfloat16 emulated, slow)"
-        return DevicePlan("GPU" if gpu_names else "CPU", "mixed_bfloat16", f"{where}, mixed bfloat16")
+        return DevicePlan(device, "mixed_bfloat16", f"{where}, mixed bfloat16")
     if gpu_names and requested == "auto":
-        return DevicePlan("GPU", "mixed_float16", f"{where}, mixed precision")
-    return DevicePlan("GPU" if gpu_names else "CPU", "float32", f"{where}, float32")
+        return DevicePlan(device, "mixed_float16", f"{where}, mixed precision")
+    return DevicePlan(device, "float32", f"{where}, float32")
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
