@@ -84,23 +84,15 @@ def throughput(data, config: TrainConfig, steps: int, rounds: int) -> dict:
 
 
 def time_to_accuracy(data, config: TrainConfig, epochs: int, target: float) -> dict:
-    """Our default recipe over an `epochs`-long schedule, evaluated every quarter epoch by the same clock as
-    --compare's (`_QuarterClock`: compile on it, evaluations off it), until the first evaluation >= target."""
+    """Our default recipe over an `epochs`-long schedule, trained and clocked as --compare trains it
+    (`run_recipe`: compile on the clock, evaluations off it), until the first evaluation >= target."""
     # The run is `epochs` long: its plain start (a fraction of the run's steps) follows, as the schedule does.
-    config = replace(config, epochs=epochs)
-    keras.utils.set_random_seed(config.seed)
-    quarter = (len(data.x_train) // config.batch_size) // 4
-    model = build_ours(config, quarter * 4)
-    averaging = training_callbacks(config)
-    eval_ds, labels = build_eval_inputs(data.x_test, data.y_test), np.asarray(data.y_test)
-    clock = _QuarterClock(lambda trained: accuracy_on(trained, eval_ds, labels, averaging), target, math.inf, "ours")
-    clock.start = time.perf_counter()
-    model.fit(build_inputs(config, data.x_train, data.y_train), steps_per_epoch=quarter, epochs=4 * epochs,
-              callbacks=[*averaging, clock], verbose=0)
-    reached = clock.reached or {}
+    result = run_recipe(OURS._replace(epochs=epochs), data, replace(config, epochs=epochs), target, math.inf,
+                        held_out_accuracy(data))
+    reached = result["reached"] or {}
     return {"target": target, "schedule_epochs": epochs, "reached_at_epoch": reached.get("epoch"),
             "training_seconds": reached.get("train_s"),
-            "wall_seconds_including_evaluations": round(time.perf_counter() - clock.start, 1), "curve": clock.curve}
+            "wall_seconds_including_evaluations": round(result["wall_s"], 1), "curve": result["curve"]}
 
 
 # --- --compare: the project's default recipe against two reference recipes, same data, same threads ---------------
@@ -184,9 +176,10 @@ def build_pytorch_example(config: TrainConfig, steps_per_epoch: int) -> keras.Mo
     return model
 
 
+OURS = Recipe("ours", TrainConfig().batch_size, TrainConfig().epochs, TrainConfig().augment, build_ours,
+              training_callbacks)
 RECIPES = (
-    Recipe("ours", TrainConfig().batch_size, TrainConfig().epochs, TrainConfig().augment, build_ours,
-           training_callbacks),
+    OURS,
     Recipe("keras-example", 128, 15, False, build_keras_example, precision="float32"),
     Recipe("pytorch-example", 64, 14, False, build_pytorch_example, precision="float32"),
 )
@@ -196,6 +189,13 @@ def accuracy_on(model: keras.Model, eval_ds, labels: np.ndarray, callbacks: list
     """Share of the test images whose argmax output is the label (the same measure for every recipe)."""
     outputs = model.predict(eval_ds, verbose=0, callbacks=list(callbacks))
     return float(np.mean(np.argmax(outputs, axis=-1) == labels))
+
+
+def held_out_accuracy(data) -> Callable[[keras.Model, list], float]:
+    """`run_recipe`'s evaluation: accuracy_on data's test images (whatever stands in for them: the validation split
+    under --validation-size), with the recipe's callbacks."""
+    eval_ds, labels = build_eval_inputs(data.x_test, data.y_test), np.asarray(data.y_test)
+    return lambda model, callbacks: accuracy_on(model, eval_ds, labels, callbacks)
 
 
 class _QuarterClock(keras.callbacks.Callback):
@@ -279,14 +279,12 @@ def compare_line(target: float, results: list[dict], held_out: str = "test") -> 
 
 
 def compare(data, config: TrainConfig, target: float, max_seconds: float, recipes=RECIPES) -> list[dict]:
-    eval_ds = build_eval_inputs(data.x_test, data.y_test)
-    labels = np.asarray(data.y_test)
+    evaluate = held_out_accuracy(data)
     results = []
     for recipe in recipes:
         print(f"{recipe.name}: batch {recipe.batch_size}, up to {recipe.epochs} epochs or {max_seconds:g} s of "
               "training", flush=True)
-        results.append(run_recipe(recipe, data, config, target, max_seconds,
-                                  lambda model, callbacks: accuracy_on(model, eval_ds, labels, callbacks)))
+        results.append(run_recipe(recipe, data, config, target, max_seconds, evaluate))
     return results
 
 
