@@ -19,7 +19,6 @@ processes hits every variant alike); the table shows each one's best round and i
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from dataclasses import replace
@@ -31,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import trainer.model as trainer_model  # noqa: E402
+from trainer.argtypes import OneLineParser, positive_int  # noqa: E402
 from trainer.averaging import WeightAverage  # noqa: E402
 from trainer.config import ModelConfig, TrainConfig  # noqa: E402
 from trainer.data import load_npz  # noqa: E402
@@ -127,15 +127,8 @@ def run(x_all: np.ndarray, y_all: np.ndarray, images: int, rounds: int,
     return rows, {v.name: m for v, m in zip(variants, models, strict=True)}
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("MNIST_DATA", "data/mnist.npz")))
     parser.add_argument("--images", type=positive_int, default=7680, help="images per timed round (default 7680)")
     parser.add_argument("--rounds", type=positive_int, default=3)

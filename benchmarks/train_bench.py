@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -36,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from trainer.argtypes import OneLineParser, non_negative_int, positive_float, positive_fraction, positive_int  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import limit, load_npz  # noqa: E402
 from trainer.device import detect_and_apply, policy_scope  # noqa: E402
@@ -353,35 +353,14 @@ def run_compare(args) -> int:
     return 0
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
-def fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("MNIST_DATA", "data/mnist.npz")))
     parser.add_argument("--steps", type=positive_int, default=60, help="steps per throughput round")
     parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--tta-epochs", type=positive_int, default=3,
                         help="one-cycle length of the time-to-accuracy run")
-    parser.add_argument("--target", type=fraction, default=0.99, help="test accuracy that stops the clock")
+    parser.add_argument("--target", type=positive_fraction, default=0.99, help="test accuracy that stops the clock")
     parser.add_argument("--skip-tta", action="store_true", help="throughput only")
     parser.add_argument("--compare", action="store_true",
                         help="time to --target of our default recipe against the Keras and PyTorch examples")
@@ -396,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="--compare: stop a recipe once its training clock passes this (default: 1800)")
     parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,
                         help="--compare: TensorFlow intra- and inter-op threads (default: one per CPU)")
-    parser.add_argument("--seed", type=int, default=TrainConfig().seed)
+    parser.add_argument("--seed", type=non_negative_int, default=TrainConfig().seed)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     if args.compare:

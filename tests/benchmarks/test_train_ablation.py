@@ -69,3 +69,16 @@ def test_a_small_run_times_every_variant(mnist_npz):
                                         "average", "bfloat16"]
     assert rows[0][1] == "175706" and rows[-1][1] == "78042"
     assert rows[0][3] == "1.00" and all(float(row[2]) > 0 for row in rows)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--images", "0"], "'0' must be at least 1"),
+    (["--rounds", "many"], "'many' is not an integer"),
+    (["--images", "100"], "--images must be at least 1024"),
+])
+def test_bad_arguments_are_refused_with_one_line(argv, message, mnist_npz, capsys):
+    bench = load_script("train_ablation")
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--data", str(mnist_npz), *argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1, err

@@ -80,13 +80,13 @@ def test_the_reference_recipes_are_the_published_networks():
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--compare", "--train-limit", "200"], "needs at least 1024 training images"),
-    (["--compare", "--target", "1.5"], "not in (0, 1]"),
-    (["--compare", "--max-seconds", "0"], "not a positive number"),
+    (["--compare", "--target", "1.5"], "'1.5' must be above 0 and at most 1"),
+    (["--compare", "--max-seconds", "0"], "'0' must be positive"),
     (["--compare", "--train-limit", "2000", "--validation-size", "2000"], "leaves no training images"),
     (["--compare", "--train-limit", "2000", "--validation-size", "1500"], "training images (a quarter epoch"),
-    (["--steps", "0"], "0 is not a positive integer"),
-    (["--rounds", "-1"], "-1 is not a positive integer"),
-    (["--tta-epochs", "0"], "0 is not a positive integer"),
+    (["--steps", "0"], "'0' must be at least 1"),
+    (["--rounds", "-1"], "'-1' must be at least 1"),
+    (["--tta-epochs", "0"], "'0' must be at least 1"),
 ])
 def test_bad_arguments_are_refused(argv, message, mnist_npz, capsys):
     bench = load_script("train_bench")
@@ -94,7 +94,8 @@ def test_bad_arguments_are_refused(argv, message, mnist_npz, capsys):
         code = bench.main(["--data", str(mnist_npz), *argv])
     except SystemExit as exit_info:
         code = exit_info.code
-    assert code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err  # one line, no usage dump
 
 
 # Runs the script in a process of its own (TensorFlow's thread settings are per process) with every evaluation

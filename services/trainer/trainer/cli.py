@@ -9,46 +9,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from trainer.argtypes import EXIT_USAGE, OneLineParser, fraction, non_negative_int, positive_float, positive_int
 from trainer.config import TrainConfig
 from trainer.device import PRECISIONS
 
-EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_DATA, EXIT_ACCURACY, EXIT_STORE = 0, 1, 2, 3, 4, 5
+EXIT_OK, EXIT_UNEXPECTED, EXIT_DATA, EXIT_ACCURACY, EXIT_STORE = 0, 1, 3, 4, 5
 DEFAULTS = TrainConfig()
 
 
-def _checked(convert: Callable[[str], float], noun: str, ok: Callable[[float], bool], requirement: str):
-    """An argparse `type` that converts, then checks, with one line of why for either failure."""
-
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"{text!r} {requirement}")
-        return value
-
-    return parse
-
-
-_positive_int = _checked(int, "an integer", lambda v: v >= 1, "must be at least 1")
-_non_negative_int = _checked(int, "an integer", lambda v: v >= 0, "must not be negative")
-_fraction = _checked(float, "a number", lambda v: 0.0 <= v <= 1.0, "must be between 0 and 1")
-_positive_float = _checked(float, "a number", lambda v: v > 0.0, "must be positive")
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Bad arguments are one line of why on stderr (no usage dump) and exit code 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog="mnist-train",
         description="Train the MNIST ResNet and publish it atomically as <model-base-path>/<version>/.",
         epilog="exit codes: 0 published, 2 bad arguments, 3 bad data, 4 below --min-accuracy, "
@@ -60,25 +32,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model store directory of this model, e.g. /models/mnist (default: %(default)s)")
     parser.add_argument("--model-name", default=DEFAULTS.model_name, metavar="NAME",
                         help="model name in metrics, warmup requests and ModelVersion (default: %(default)s)")
-    parser.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs, metavar="N",
+    parser.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs, metavar="N",
                         help="passes over the training images (default: %(default)s)")
-    parser.add_argument("--batch-size", type=_positive_int, default=DEFAULTS.batch_size, metavar="N",
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, metavar="N",
                         help="images per training step (default: %(default)s)")
-    parser.add_argument("--learning-rate", type=_positive_float, default=DEFAULTS.max_learning_rate, metavar="LR",
+    parser.add_argument("--learning-rate", type=positive_float, default=DEFAULTS.max_learning_rate, metavar="LR",
                         help="peak of the one-cycle schedule (default: %(default)s)")
-    parser.add_argument("--train-limit", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--train-limit", type=positive_int, default=None, metavar="N",
                         help="train on the first N training images only (smoke runs)")
-    parser.add_argument("--validation-size", type=_non_negative_int, default=DEFAULTS.validation_size, metavar="N",
+    parser.add_argument("--validation-size", type=non_negative_int, default=DEFAULTS.validation_size, metavar="N",
                         help="hold out the last N training images and measure the per-epoch curve on them, to "
                              "choose epochs or a learning rate without looking at the test set (default: "
                              "%(default)s: the curve is measured on the test set, only ever reported)")
-    parser.add_argument("--test-limit", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--test-limit", type=positive_int, default=None, metavar="N",
                         help="evaluate on the first N test images only (default: all 10,000)")
-    parser.add_argument("--version", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--version", type=positive_int, default=None, metavar="N",
                         help="version to publish (default: the next free integer); fails if taken")
-    parser.add_argument("--seed", type=_non_negative_int, default=DEFAULTS.seed, metavar="N",
+    parser.add_argument("--seed", type=non_negative_int, default=DEFAULTS.seed, metavar="N",
                         help="seed of every random choice; same seed on CPU, same model (default: %(default)s)")
-    parser.add_argument("--min-accuracy", type=_fraction, default=DEFAULTS.min_accuracy, metavar="FRACTION",
+    parser.add_argument("--min-accuracy", type=fraction, default=DEFAULTS.min_accuracy, metavar="FRACTION",
                         help="refuse to publish below this test accuracy (default: %(default)s)")
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation (random shifts, rotations and scaling, after the first 2.5%% of the steps)")
     parser.add_argument("--shuffle-labels", action="store_true",
