@@ -35,7 +35,7 @@ from trainer.averaging import WeightAverage  # noqa: E402
 from trainer.config import ModelConfig, TrainConfig  # noqa: E402
 from trainer.data import load_npz  # noqa: E402
 from trainer.device import policy_scope  # noqa: E402
-from trainer.schedule import OneCycle  # noqa: E402
+from trainer.train import compile_model  # noqa: E402
 
 
 class Variant(NamedTuple):
@@ -68,7 +68,7 @@ def keras_bn(name: str) -> keras.layers.BatchNormalization:
 
 
 def build(variant: Variant, steps: int) -> keras.Model:
-    """The trainer's model for `variant`, compiled as the trainer compiles it (one-cycle Adam, smoothed loss)."""
+    """The trainer's model for `variant`, compiled by the trainer's own compile_model."""
     fused = trainer_model._bn
     trainer_model._bn = fused if variant.fused_bn else keras_bn
     try:
@@ -76,10 +76,7 @@ def build(variant: Variant, steps: int) -> keras.Model:
             model = trainer_model.build_model(variant.model)
     finally:
         trainer_model._bn = fused
-    config = TrainConfig()
-    model.compile(optimizer=keras.optimizers.Adam(OneCycle(steps * 100, config.max_learning_rate)),
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-                  metrics=["accuracy"], jit_compile=variant.xla)
+    compile_model(model, TrainConfig(), steps * 100, xla=variant.xla)
     return model
 
 

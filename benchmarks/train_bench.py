@@ -121,7 +121,7 @@ class Recipe(NamedTuple):
 
 
 def build_ours(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
-    """The trainer's default recipe, imported: its ResNet, its one-cycle Adam over its default epoch count."""
+    """The trainer's default recipe, imported: its ResNet and optimizer over a member's default epochs (its first member)."""
     model = build_model(config.model)
     compile_model(model, config, steps_per_epoch * config.epochs)
     return model

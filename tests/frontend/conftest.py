@@ -141,8 +141,8 @@ def served_app(model_app) -> Iterator[str]:
     yield from _serve(model_app)
 
 
-# Epochs of the fully trained model: the drawn-digit test needs what a user gets from a real run, not the
-# 1-epoch smoke models. On all 60,000 images this is about half a minute on 2 cores.
+# Epochs of each member of the fully trained model: the drawn-digit test needs what a user gets from a real run
+# (the default two members), not the 1-epoch smoke models. On all 60,000 images this is about a minute on 2 cores.
 STRONG_MODEL_EPOCHS = 4
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -95,3 +96,12 @@ def test_confusion_matrix_and_per_class_accuracy():
     assert matrix.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     assert per_class_accuracy(matrix) == [0.5, 1.0, 0.5]
     assert per_class_accuracy(np.zeros((2, 2), int)) == [0.0, 0.0]
+
+
+def test_every_metrics_json_field_is_documented(published_models, repo_root):
+    """docs/TRAINER.md's metrics.json table names every field a run writes, and no field it does not write."""
+    metrics = json.loads((published_models.base_path / "2" / ASSETS_EXTRA / METRICS_FILE).read_text())
+    doc = (repo_root / "docs" / "TRAINER.md").read_text()
+    table = doc[doc.index("metrics.json fields:"):].split("\n\n", 2)[1]
+    documented = {name for row in table.splitlines()[2:] for name in re.findall(r"`(\w+)`", row.split(" | ")[0])}
+    assert documented == set(metrics)

@@ -112,8 +112,8 @@ def test_the_first_clean_fraction_of_the_run_is_not_augmented_and_the_rest_is(mn
         assert np.array_equal(a[0], p[0]) == (step < 8), step
 
 
-def test_the_default_run_trains_its_first_epoch_on_plain_images_and_a_one_epoch_run_is_augmented():
+def test_a_default_member_trains_its_first_half_epoch_on_plain_images_and_a_one_epoch_run_is_augmented():
     default = TrainConfig()
     steps = 60_000 // default.batch_size
-    assert int(default.clean_fraction * default.epochs * steps) == steps
+    assert int(default.clean_fraction * default.epochs * steps) == steps // 2
     assert int(default.clean_fraction * 1 * steps) == 5

@@ -33,11 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-name", default=DEFAULTS.model_name, metavar="NAME",
                         help="model name in metrics, warmup requests and ModelVersion (default: %(default)s)")
     parser.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs, metavar="N",
-                        help="passes over the training images (default: %(default)s)")
+                        help="passes over the training images, for each member (default: %(default)s)")
+    parser.add_argument("--members", type=positive_int, default=DEFAULTS.members, metavar="N",
+                        help="networks trained one after the other from different seeds; the published model "
+                             "averages their probabilities (default: %(default)s; 1: one network)")
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, metavar="N",
                         help="images per training step (default: %(default)s)")
     parser.add_argument("--learning-rate", type=positive_float, default=DEFAULTS.max_learning_rate, metavar="LR",
-                        help="peak of the one-cycle schedule (default: %(default)s)")
+                        help="peak of the one-cycle schedule of SGD with Nesterov momentum (default: %(default)s)")
     parser.add_argument("--train-limit", type=positive_int, default=None, metavar="N",
                         help="train on the first N training images only (smoke runs)")
     parser.add_argument("--validation-size", type=non_negative_int, default=DEFAULTS.validation_size, metavar="N",
@@ -70,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=args.data, model_base_path=args.model_base_path, model_name=args.model_name, epochs=args.epochs,
-        batch_size=args.batch_size, max_learning_rate=args.learning_rate, train_limit=args.train_limit,
+        members=args.members, batch_size=args.batch_size, max_learning_rate=args.learning_rate, train_limit=args.train_limit,
         validation_size=args.validation_size, test_limit=args.test_limit, version=args.version, seed=args.seed, min_accuracy=args.min_accuracy,
         augment=not args.no_augment, shuffle_labels=args.shuffle_labels, register=args.register,
         precision=args.precision,

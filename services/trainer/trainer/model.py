@@ -65,7 +65,7 @@ def _preact_block(x, filters: int, strides: int, weight_decay: float, name: str)
     return layers.Add(name=f"{name}_add")([shortcut, y])
 
 
-def build_model(config: ModelConfig) -> keras.Model:
+def build_model(config: ModelConfig, name: str = "mnist_preact_resnet") -> keras.Model:
     """Stem conv (then 2x2 max-pool), 3 stages of pre-activation blocks (stride 2 between stages), BN-ReLU,
     GAP, Dense(10) logits."""
     inputs = keras.Input(shape=INPUT_SHAPE, name="images")
@@ -83,7 +83,38 @@ def build_model(config: ModelConfig) -> keras.Model:
     # Logits stay float32 under mixed precision so softmax and the loss are computed in full precision.
     logits = layers.Dense(config.num_classes, dtype="float32", name="logits",
                           kernel_regularizer=keras.regularizers.L2(config.weight_decay))(x)
-    return keras.Model(inputs, logits, name="mnist_preact_resnet")
+    return keras.Model(inputs, logits, name=name)
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class MeanProbabilityLogits(layers.Layer):
+    """Logits whose softmax is the mean of the members' softmax probabilities: log(mean_i softmax(logits_i)).
+
+    Logits, not probabilities, so that an ensemble is a drop-in model: the loss, the evaluation and the export's
+    softmax (trainer.export) treat it as they treat one network. Computed as a log-sum-exp of log-softmaxes, in
+    float32, so that a confident member's near-zero probabilities do not underflow.
+    """
+
+    def call(self, member_logits):
+        log_probabilities = tf.stack([tf.nn.log_softmax(tf.cast(x, tf.float32), axis=-1) for x in member_logits])
+        return tf.reduce_logsumexp(log_probabilities, axis=0) - tf.math.log(float(len(member_logits)))
+
+
+def member_name(index: int) -> str:
+    return f"member{index + 1}"
+
+
+def build_ensemble(members: list[keras.Model]) -> keras.Model:
+    """One model averaging the probabilities of `members` (trained apart, each its own seed); one member is itself.
+
+    Members trained from different seeds miss different images, apart from a shared core of ambiguous digits;
+    averaging their probabilities removes part of the rest (docs/TRAINER.md, "Why this recipe").
+    """
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input(shape=INPUT_SHAPE, name="images")
+    logits = MeanProbabilityLogits(dtype="float32", name="mean_probability_logits")([m(inputs) for m in members])
+    return keras.Model(inputs, logits, name="mnist_preact_resnet_ensemble")
 
 
 def float32_copy(model: keras.Model, config: ModelConfig) -> keras.Model:
@@ -93,6 +124,6 @@ def float32_copy(model: keras.Model, config: ModelConfig) -> keras.Model:
     on any CPU, with or without AMX, and its measured accuracy is the accuracy of what is served.
     """
     with policy_scope("float32"):
-        copy = build_model(config)
+        copy = build_model(config, name=model.name)
     copy.set_weights(model.get_weights())
     return copy

@@ -28,6 +28,18 @@ class AccuracyFloorError(Exception):
 
 
 @dataclass(frozen=True)
+class Fitted:
+    """What training leaves: the model to publish, its test predictions, and how it got there."""
+    model: object                       # keras.Model: the ensemble of the members, or the one member
+    history: dict[str, list[float]]     # Keras' per-epoch figures, member after member
+    y_test: np.ndarray
+    predictions: np.ndarray             # the published model's digit for each test image
+    member_accuracy: list[float]        # each member's own test accuracy, in training order
+    plan: object                        # trainer.device.DevicePlan
+    x_test: np.ndarray
+
+
+@dataclass(frozen=True)
 class RunResult:
     version: int
     path: Path
@@ -89,17 +101,22 @@ def _configure_determinism(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def compile_model(model, config: TrainConfig, total_steps: int, device: str = "CPU") -> None:
-    """Optimizer, one-cycle schedule over total_steps, loss and metrics: shared with benchmarks/train_bench.py."""
+def compile_model(model, config: TrainConfig, total_steps: int, device: str = "CPU", xla: bool | None = None) -> None:
+    """Optimizer, one-cycle schedule over total_steps, loss and metrics: shared with the benchmarks.
+
+    xla: None compiles with XLA where `use_xla` says; the ablation forces it on or off to time it."""
     import keras
 
     from trainer.schedule import OneCycle
 
+    # SGD with Nesterov momentum, not Adam: on the validation split it ended as high or higher on each of three
+    # seeds (docs/TRAINER.md, "Why this recipe"), as SGD tends to for convolutional nets.
     model.compile(
-        optimizer=keras.optimizers.Adam(OneCycle(total_steps, config.max_learning_rate, config.warmup_fraction)),
+        optimizer=keras.optimizers.SGD(OneCycle(total_steps, config.max_learning_rate, config.warmup_fraction),
+                                       momentum=config.momentum, nesterov=True),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
-        jit_compile=use_xla(total_steps, device),
+        jit_compile=use_xla(total_steps, device) if xla is None else xla,
     )
 
 
@@ -111,17 +128,41 @@ def training_callbacks(config: TrainConfig) -> list:
     return [WeightAverage(config.average_decay)] if config.average_decay else []
 
 
-def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log):
-    """Train the model; returns (model, history, test labels, test predictions, device plan, test images)."""
+def _fit(model, config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, steps: int, curve_on) -> dict:
+    """model.fit over config.epochs of `steps` on the seeded, augmented stream; Keras' per-epoch history."""
+    from trainer.inputs import build_inputs
+
+    return model.fit(
+        build_inputs(config, x_train, y_train),
+        callbacks=training_callbacks(config),
+        epochs=config.epochs,
+        steps_per_epoch=steps,
+        validation_data=curve_on,
+        # Progress bars for a person at a terminal; one line per epoch in logs.
+        verbose=1 if sys.stdout.isatty() else 2,
+        shuffle=False,  # build_inputs shuffles, seeded
+    ).history
+
+
+def member_seed(seed: int, index: int) -> int:
+    """The seed member `index` trains with. The first member's is the run's own, so that `--members 1` is the single
+    network of the same seed; the others derive from (seed, index), so that two runs' members never share a seed
+    (as seed + index would: seed 42's second member would be seed 43's first)."""
+    if index == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] % 2**31)
+
+
+def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log) -> Fitted:
+    """Train the members one after the other, average them, and predict the test set."""
     from trainer.device import detect_and_apply
-    from trainer.inputs import build_eval_inputs, build_inputs
-    from trainer.model import build_model, float32_copy
+    from trainer.inputs import build_eval_inputs
+    from trainer.model import build_ensemble, build_model, float32_copy, member_name
 
     plan = detect_and_apply(log, config.precision)
     if plan.device == "GPU":
         # A GPU trains this small net faster than one input thread augments.
         config = replace(config, input_threads=max(config.input_threads, 4))
-    _configure_determinism(config.seed)
     x_train, y_train = limit(data.x_train, data.y_train, config.train_limit)
     (x_train, y_train), validation = split_validation(x_train, y_train, config.validation_size)
     validate_config(config, len(x_train))
@@ -129,29 +170,38 @@ def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log):
         log("WARNING: --shuffle-labels: training on permuted labels, this version is deliberately broken")
         y_train = permuted_labels(y_train, config.seed)
     x_test, y_test = limit(data.x_test, data.y_test, config.test_limit)
+    test_inputs = build_eval_inputs(x_test, y_test)
     steps = len(x_train) // config.batch_size
-    model = build_model(config.model)
-    compile_model(model, config, steps * config.epochs, plan.device)
-    log(f"training on {len(x_train)} images for {config.epochs} epoch(s) of {steps} steps, batch {config.batch_size}")
-    history = model.fit(
-        build_inputs(config, x_train, y_train),
-        callbacks=training_callbacks(config),
-        epochs=config.epochs,
-        steps_per_epoch=steps,
-        # The per-epoch curve: on the held-out validation images when asked for (to choose a recipe without
-        # looking at the test set), else on the test set, only ever reported. A one-epoch run needs no curve.
-        validation_data=(build_eval_inputs(*validation) if validation is not None
-                         else build_eval_inputs(x_test, y_test) if config.epochs > 1 else None),
-        # Progress bars for a person at a terminal; one line per epoch in logs.
-        verbose=1 if sys.stdout.isatty() else 2,
-        shuffle=False,  # build_inputs shuffles, seeded
-    )
-    if plan.precision == "mixed_bfloat16":
-        # Trained in bfloat16 (--precision mixed_bfloat16); measured and published in float32, which any CPU serves.
-        model = float32_copy(model, config.model)
-    logits = model.predict(build_eval_inputs(x_test, y_test), verbose=0)
-    predictions = np.argmax(logits, axis=-1)
-    return model, history.history, y_test, predictions, plan, x_test
+    each = f"{config.epochs} epoch(s) of {steps} steps, batch {config.batch_size}"
+    log(f"training on {len(x_train)} images for {each}" if config.members == 1 else
+        f"training {config.members} members one after the other on {len(x_train)} images, each for {each}")
+    # The per-epoch curve: on the held-out validation images when asked for (to choose a recipe without looking at
+    # the test set), else on the test set, only ever reported. A one-epoch run needs no curve.
+    curve_on = build_eval_inputs(*validation) if validation is not None else test_inputs if config.epochs > 1 else None
+    members, member_accuracy, history = [], [], {}
+    for index in range(config.members):
+        member_config = replace(config, seed=member_seed(config.seed, index))
+        _configure_determinism(member_config.seed)
+        model = build_model(config.model, name=member_name(index) if config.members > 1 else "mnist_preact_resnet")
+        compile_model(model, member_config, steps * config.epochs, plan.device)
+        if config.members > 1:
+            log(f"member {index + 1} of {config.members}: seed {member_config.seed}")
+        for key, values in _fit(model, member_config, x_train, y_train, steps, curve_on).items():
+            history.setdefault(key, []).extend(values)
+        if plan.precision == "mixed_bfloat16":
+            # Trained in bfloat16 (--precision mixed_bfloat16); measured and published in float32, which any CPU
+            # serves.
+            model = float32_copy(model, config.model)
+        members.append(model)
+        if config.members > 1:
+            accuracy = float(np.mean(np.argmax(model.predict(test_inputs, verbose=0), axis=-1) == y_test))
+            member_accuracy.append(accuracy)
+            log(f"member {index + 1} test accuracy {accuracy:.4f}")
+    model = build_ensemble(members)
+    predictions = np.argmax(model.predict(test_inputs, verbose=0), axis=-1)
+    if config.members == 1:
+        member_accuracy.append(float(np.mean(predictions == y_test)))
+    return Fitted(model, history, y_test, predictions, member_accuracy, plan, x_test)
 
 
 def run(config: TrainConfig, log: Log = print) -> RunResult:
@@ -165,7 +215,8 @@ def run(config: TrainConfig, log: Log = print) -> RunResult:
         raise PublishError(f"version {config.version} already exists in {base}")
     data = load_mnist(resolve_data_path(config.data))
     log(f"data: {data.source} (sha256 {data.sha256[:12]}...)")
-    model, history, y_test, predictions, plan, x_test = fit_and_evaluate(config, data, log)
+    fitted = fit_and_evaluate(config, data, log)
+    y_test, predictions, history = fitted.y_test, fitted.predictions, fitted.history
     accuracy = float(np.mean(predictions == y_test))
     log(f"test accuracy {accuracy:.4f} on {len(y_test)} images")
     if accuracy < config.min_accuracy:
@@ -178,14 +229,16 @@ def run(config: TrainConfig, log: Log = print) -> RunResult:
     with publishing(base, config.version) as claim:
         metrics = build_metrics(
             labels=y_test, predictions=predictions, model=config.model_name, version=claim.version,
-            epochs=config.epochs, duration_s=time.monotonic() - started, device=plan.device,
+            epochs=config.epochs, duration_s=time.monotonic() - started, device=fitted.plan.device,
             dataset_sha256=data.sha256, git_commit=git_commit(), history=history,
             extra={"train_examples": int(min(len(data.x_train), config.train_limit or len(data.x_train))
                                          - config.validation_size),
                    "validation_examples": config.validation_size,
-                   "batch_size": config.batch_size, "seed": config.seed, "precision": plan.precision,
+                   "batch_size": config.batch_size, "seed": config.seed, "precision": fitted.plan.precision,
+                   "members": config.members, "member_test_accuracy": fitted.member_accuracy,
                    "shuffled_labels": config.shuffle_labels})
-        extra_dir = export_version(model, claim.tmp_dir, config.model_name, x_test[:8, :, :, None] / 255.0, metrics)
+        extra_dir = export_version(fitted.model, claim.tmp_dir, config.model_name,
+                                   fitted.x_test[:8, :, :, None] / 255.0, metrics)
         write_report(extra_dir, history, confusion_matrix(y_test, predictions), accuracy,
                      curve_label="validation" if config.validation_size else "test")
     final = claim.final_dir

@@ -1,0 +1,94 @@
+"""The published model as an ensemble: members' seeds, the averaging layer, and `--members` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from trainer.config import ModelConfig, TrainConfig
+from trainer.model import MeanProbabilityLogits, build_ensemble, build_model, member_name
+from trainer.train import member_seed
+
+SMALL = ModelConfig(stem_filters=8, stage_filters=(8, 8, 8))
+
+
+def mnist_train(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trainer", *args], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ))
+
+
+def test_the_default_run_is_two_members_of_twenty_epochs():
+    assert (TrainConfig().members, TrainConfig().epochs) == (2, 20)
+
+
+def test_the_first_member_has_the_runs_seed_and_no_two_runs_share_a_member_seed():
+    assert member_seed(42, 0) == 42
+    assert member_seed(42, 1) == member_seed(42, 1)  # derived, not drawn
+    seeds = [member_seed(seed, index) for seed in range(100) for index in range(3)]
+    assert len(set(seeds)) == len(seeds)
+    assert all(0 <= seed < 2**31 for seed in seeds)
+
+
+def test_an_ensemble_of_one_is_the_network_itself():
+    member = build_model(SMALL)
+    assert build_ensemble([member]) is member
+
+
+def test_the_ensembles_probabilities_are_the_mean_of_its_members():
+    members = [build_model(SMALL, name=member_name(index)) for index in range(3)]  # each its own random weights
+    ensemble = build_ensemble(members)
+    images = np.random.default_rng(0).random((4, 28, 28, 1)).astype(np.float32)
+    expected = np.mean([tf.nn.softmax(member(images)).numpy() for member in members], axis=0)
+    np.testing.assert_allclose(tf.nn.softmax(ensemble(images)).numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert ensemble.count_params() == 3 * members[0].count_params()
+    assert [layer.name for layer in ensemble.layers[1:4]] == ["member1", "member2", "member3"]
+
+
+def test_confident_members_that_disagree_give_finite_logits_and_an_even_split():
+    logits = MeanProbabilityLogits()([tf.constant([[900.0, -900.0, 0.0]]), tf.constant([[-900.0, 900.0, 0.0]])])
+    assert np.all(np.isfinite(logits.numpy()))
+    np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), [[0.5, 0.5, 0.0]], atol=1e-6)
+
+
+def test_members_zero_is_refused_with_one_line():
+    result = mnist_train("--members", "0")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "argument --members: '0' must be at least 1" in result.stderr
+
+
+def test_a_two_member_run_publishes_the_ensemble_it_measured(tmp_path, mnist_npz):
+    store = tmp_path / "mnist"
+    result = mnist_train("--data", str(mnist_npz), "--model-base-path", str(store), "--register", "never",
+                         "--train-limit", "512", "--batch-size", "64", "--epochs", "2", "--test-limit", "300",
+                         "--members", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training 2 members one after the other on 512 images, each for 2 epoch(s) of 8 steps" in result.stdout
+    member_lines = [line for line in result.stdout.splitlines() if line.startswith("member ")]
+    assert member_lines[0] == "member 1 of 2: seed 42" and member_lines[2] == f"member 2 of 2: seed {member_seed(42, 1)}"
+    metrics = json.loads((store / "1" / "assets.extra" / "metrics.json").read_text())
+    assert metrics["members"] == 2 and metrics["epochs"] == 2 and len(metrics["member_test_accuracy"]) == 2
+    assert len(metrics["history"]["loss"]) == 4  # member after member
+    # What is served is what was measured: the SavedModel's digits score metrics.json's accuracy.
+    with np.load(mnist_npz) as npz:
+        images, labels = npz["x_test"][:300, :, :, None].astype(np.float32) / 255.0, npz["y_test"][:300]
+    serve = tf.saved_model.load(str(store / "1")).signatures["serving_default"]
+    out = serve(images=tf.constant(images))
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
+    assert np.mean(out["digit"].numpy() == labels) == pytest.approx(metrics["test_accuracy"])
+
+
+def test_a_one_member_run_is_the_single_network(tmp_path, mnist_npz):
+    store = tmp_path / "mnist"
+    result = mnist_train("--data", str(mnist_npz), "--model-base-path", str(store), "--register", "never",
+                         "--train-limit", "256", "--batch-size", "64", "--epochs", "1", "--test-limit", "200",
+                         "--members", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training on 256 images for 1 epoch(s) of 4 steps, batch 64" in result.stdout
+    assert "member " not in result.stdout
+    metrics = json.loads((store / "1" / "assets.extra" / "metrics.json").read_text())
+    assert metrics["members"] == 1 and metrics["member_test_accuracy"] == [metrics["test_accuracy"]]
