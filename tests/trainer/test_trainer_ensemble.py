@@ -61,16 +61,21 @@ def test_members_zero_is_refused_with_one_line():
     assert result.stderr.count("\n") == 1 and "argument --members: '0' must be at least 1" in result.stderr
 
 
+def small_run(store, mnist_npz, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """A real `mnist-train` on a few images, batches of 64; its output and its version 1's metrics.json."""
+    result = mnist_train("--data", str(mnist_npz), "--model-base-path", str(store), "--register", "never",
+                         "--batch-size", "64", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result, json.loads((store / "1" / "assets.extra" / "metrics.json").read_text())
+
+
 def test_a_two_member_run_publishes_the_ensemble_it_measured(tmp_path, mnist_npz):
     store = tmp_path / "mnist"
-    result = mnist_train("--data", str(mnist_npz), "--model-base-path", str(store), "--register", "never",
-                         "--train-limit", "512", "--batch-size", "64", "--epochs", "2", "--test-limit", "300",
-                         "--members", "2")
-    assert result.returncode == 0, result.stderr[-2000:]
+    result, metrics = small_run(store, mnist_npz, "--train-limit", "512", "--epochs", "2", "--test-limit", "300",
+                                "--members", "2")
     assert "training 2 members one after the other on 512 images, each for 2 epoch(s) of 8 steps" in result.stdout
     member_lines = [line for line in result.stdout.splitlines() if line.startswith("member ")]
     assert member_lines[0] == "member 1 of 2: seed 42" and member_lines[2] == f"member 2 of 2: seed {member_seed(42, 1)}"
-    metrics = json.loads((store / "1" / "assets.extra" / "metrics.json").read_text())
     assert metrics["members"] == 2 and metrics["epochs"] == 2 and len(metrics["member_test_accuracy"]) == 2
     assert len(metrics["history"]["loss"]) == 4  # member after member
     # What is served is what was measured: the SavedModel's digits score metrics.json's accuracy.
@@ -83,12 +88,8 @@ def test_a_two_member_run_publishes_the_ensemble_it_measured(tmp_path, mnist_npz
 
 
 def test_a_one_member_run_is_the_single_network(tmp_path, mnist_npz):
-    store = tmp_path / "mnist"
-    result = mnist_train("--data", str(mnist_npz), "--model-base-path", str(store), "--register", "never",
-                         "--train-limit", "256", "--batch-size", "64", "--epochs", "1", "--test-limit", "200",
-                         "--members", "1")
-    assert result.returncode == 0, result.stderr[-2000:]
+    result, metrics = small_run(tmp_path / "mnist", mnist_npz, "--train-limit", "256", "--epochs", "1",
+                                "--test-limit", "200", "--members", "1")
     assert "training on 256 images for 1 epoch(s) of 4 steps, batch 64" in result.stdout
     assert "member " not in result.stdout
-    metrics = json.loads((store / "1" / "assets.extra" / "metrics.json").read_text())
     assert metrics["members"] == 1 and metrics["member_test_accuracy"] == [metrics["test_accuracy"]]
