@@ -73,10 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=args.data, model_base_path=args.model_base_path, model_name=args.model_name, epochs=args.epochs,
-        members=args.members, batch_size=args.batch_size, max_learning_rate=args.learning_rate, train_limit=args.train_limit,
-        validation_size=args.validation_size, test_limit=args.test_limit, version=args.version, seed=args.seed, min_accuracy=args.min_accuracy,
-        augment=not args.no_augment, shuffle_labels=args.shuffle_labels, register=args.register,
-        precision=args.precision,
+        members=args.members, batch_size=args.batch_size, max_learning_rate=args.learning_rate,
+        train_limit=args.train_limit, validation_size=args.validation_size, test_limit=args.test_limit,
+        version=args.version, seed=args.seed, min_accuracy=args.min_accuracy, augment=not args.no_augment,
+        shuffle_labels=args.shuffle_labels, register=args.register, precision=args.precision,
     )
 
 
