@@ -157,7 +157,7 @@ def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log) -> Fitted:
     """Train the members one after the other, average them, and predict the test set."""
     from trainer.device import detect_and_apply
     from trainer.inputs import build_eval_inputs
-    from trainer.model import build_ensemble, build_model, float32_copy, member_name
+    from trainer.model import MeanProbabilityLogits, build_ensemble, build_model, float32_copy, member_name
 
     plan = detect_and_apply(log, config.precision)
     if plan.device == "GPU":
@@ -178,7 +178,7 @@ def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log) -> Fitted:
     # The per-epoch curve: on the held-out validation images when asked for (to choose a recipe without looking at
     # the test set), else on the test set, only ever reported. A one-epoch run needs no curve.
     curve_on = build_eval_inputs(*validation) if validation is not None else test_inputs if config.epochs > 1 else None
-    members, member_accuracy, history = [], [], {}
+    members, member_logits, member_accuracy, history = [], [], [], {}
     for index in range(config.members):
         member_config = replace(config, seed=member_seed(config.seed, index))
         _configure_determinism(member_config.seed)
@@ -193,15 +193,15 @@ def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log) -> Fitted:
             # serves.
             model = float32_copy(model, config.model)
         members.append(model)
+        member_logits.append(model.predict(test_inputs, verbose=0))
+        member_accuracy.append(float(np.mean(np.argmax(member_logits[-1], axis=-1) == y_test)))
         if config.members > 1:
-            accuracy = float(np.mean(np.argmax(model.predict(test_inputs, verbose=0), axis=-1) == y_test))
-            member_accuracy.append(accuracy)
-            log(f"member {index + 1} test accuracy {accuracy:.4f}")
-    model = build_ensemble(members)
-    predictions = np.argmax(model.predict(test_inputs, verbose=0), axis=-1)
-    if config.members == 1:
-        member_accuracy.append(float(np.mean(predictions == y_test)))
-    return Fitted(model, history, y_test, predictions, member_accuracy, plan, x_test)
+            log(f"member {index + 1} test accuracy {member_accuracy[-1]:.4f}")
+    # The ensemble's answers from its members' own, through the layer the ensemble ends in: no second pass of the
+    # members over the test set.
+    logits = member_logits[0] if config.members == 1 else MeanProbabilityLogits()(member_logits)
+    predictions = np.argmax(logits, axis=-1)
+    return Fitted(build_ensemble(members), history, y_test, predictions, member_accuracy, plan, x_test)
 
 
 def run(config: TrainConfig, log: Log = print) -> RunResult:
