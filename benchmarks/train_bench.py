@@ -41,7 +41,7 @@ from trainer.data import limit, load_npz  # noqa: E402
 from trainer.device import detect_and_apply, policy_scope  # noqa: E402
 from trainer.inputs import build_eval_inputs, build_inputs  # noqa: E402
 from trainer.model import build_model  # noqa: E402
-from trainer.train import ConfigError, compile_model, split_validation, training_callbacks  # noqa: E402
+from trainer.train import ConfigError, compile_model, member_view, split_validation, training_callbacks  # noqa: E402
 
 
 def timed_fit(model: keras.Model, fit_kwargs: dict, images: int) -> float:
@@ -63,7 +63,8 @@ def throughput(data, config: TrainConfig, steps: int, rounds: int) -> dict:
     pipe_model, mem_model = build_model(config.model), build_model(config.model)
     compile_model(pipe_model, config, total)
     compile_model(mem_model, config, total)
-    pipeline = build_inputs(config, x, y)
+    # Ours as its first member trains: the pipeline shows the member's view (deskewing included in the cost).
+    pipeline = build_inputs(config, x, y, member_view(config, 0))
     pipe_fit = {"x": pipeline, "steps_per_epoch": steps, "epochs": 1, "shuffle": False}
     mem_fit = {"x": x_mem, "y": y_mem, "batch_size": config.batch_size, "epochs": 1, "shuffle": True}
     timed_fit(pipe_model, {**pipe_fit, "steps_per_epoch": 5}, 5 * config.batch_size)  # compile, warm up
@@ -118,6 +119,8 @@ class Recipe(NamedTuple):
     # Keras dtype policy as its source trains: None is what `mnist-train` picks by default on this machine
     # (trainer.device: float32 on a CPU, mixed float16 on a GPU); the two references are published in float32.
     precision: str | None = None
+    # What the network is trained and evaluated on (trainer.config.VIEWS): ours, its first member's view.
+    view: str = "plain"
 
 
 def build_ours(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
@@ -177,7 +180,7 @@ def build_pytorch_example(config: TrainConfig, steps_per_epoch: int) -> keras.Mo
 
 
 OURS = Recipe("ours", TrainConfig().batch_size, TrainConfig().epochs, TrainConfig().augment, build_ours,
-              training_callbacks)
+              training_callbacks, view=member_view(TrainConfig(), 0))
 RECIPES = (
     OURS,
     Recipe("keras-example", 128, 15, False, build_keras_example, precision="float32"),
@@ -191,11 +194,12 @@ def accuracy_on(model: keras.Model, eval_ds, labels: np.ndarray, callbacks: list
     return float(np.mean(np.argmax(outputs, axis=-1) == labels))
 
 
-def held_out_accuracy(data) -> Callable[[keras.Model, list], float]:
+def held_out_accuracy(data) -> Callable[[keras.Model, list, str], float]:
     """`run_recipe`'s evaluation: accuracy_on data's test images (whatever stands in for them: the validation split
-    under --validation-size), with the recipe's callbacks."""
-    eval_ds, labels = build_eval_inputs(data.x_test, data.y_test), np.asarray(data.y_test)
-    return lambda model, callbacks: accuracy_on(model, eval_ds, labels, callbacks)
+    under --validation-size) in the recipe's view, with the recipe's callbacks."""
+    labels = np.asarray(data.y_test)
+    eval_ds = {view: build_eval_inputs(data.x_test, data.y_test, view=view) for view in ("plain", OURS.view)}
+    return lambda model, callbacks, view: accuracy_on(model, eval_ds[view], labels, callbacks)
 
 
 class _QuarterClock(keras.callbacks.Callback):
@@ -224,7 +228,7 @@ class _QuarterClock(keras.callbacks.Callback):
 
 
 def run_recipe(recipe: Recipe, data, config: TrainConfig, target: float, max_seconds: float,
-               evaluate: Callable[[keras.Model, list], float]) -> dict:
+               evaluate: Callable[[keras.Model, list, str], float]) -> dict:
     """Train one recipe on the same stream every recipe gets; its time to `target`, curve and clocks."""
     keras.utils.set_random_seed(config.seed)
     recipe_config = replace(config, batch_size=recipe.batch_size, augment=recipe.augment)
@@ -233,9 +237,10 @@ def run_recipe(recipe: Recipe, data, config: TrainConfig, target: float, max_sec
     precision = recipe.precision or keras.mixed_precision.global_policy().name
     with policy_scope(precision):
         model = recipe.build(recipe_config, quarter * 4)
-        stream = build_inputs(recipe_config, data.x_train, data.y_train)
+        stream = build_inputs(recipe_config, data.x_train, data.y_train, recipe.view)
         callbacks = recipe.callbacks(recipe_config)
-        clock = _QuarterClock(lambda trained: evaluate(trained, callbacks), target, max_seconds, recipe.name)
+        clock = _QuarterClock(lambda trained: evaluate(trained, callbacks, recipe.view), target, max_seconds,
+                              recipe.name)
         load_before = os.getloadavg()[0]
         clock.start = time.perf_counter()
         model.fit(stream, steps_per_epoch=quarter, epochs=4 * recipe.epochs, callbacks=[*callbacks, clock],

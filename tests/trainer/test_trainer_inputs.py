@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import tensorflow as tf
 from trainer.config import TrainConfig
+from trainer.deskew import deskew
 from trainer.inputs import build_eval_inputs, build_inputs, random_affine, random_stroke
 
 
@@ -112,8 +113,23 @@ def test_the_first_clean_fraction_of_the_run_is_not_augmented_and_the_rest_is(mn
         assert np.array_equal(a[0], p[0]) == (step < 8), step
 
 
-def test_a_default_member_trains_its_first_half_epoch_on_plain_images_and_a_one_epoch_run_is_augmented():
+def test_a_default_member_trains_its_first_third_of_an_epoch_on_plain_images_and_a_one_epoch_run_is_augmented():
     default = TrainConfig()
     steps = 60_000 // default.batch_size
-    assert int(default.clean_fraction * default.epochs * steps) == steps // 2
+    assert int(default.clean_fraction * default.epochs * steps) == 76  # 0.325 of an epoch of 234 steps
     assert int(default.clean_fraction * 1 * steps) == 5
+
+
+def test_the_deskewed_view_deskews_before_it_augments(mnist_arrays):
+    x, y = mnist_arrays
+    config = TrainConfig(batch_size=64, seed=3, epochs=10, clean_fraction=0.2)
+    plain = take(build_inputs(replace(config, augment=False), x[:256], y[:256]), 12)
+    viewed = take(build_inputs(replace(config, augment=False), x[:256], y[:256], "deskewed"), 12)
+    augmented = take(build_inputs(config, x[:256], y[:256], "deskewed"), 12)
+    for step, (p, v, a) in enumerate(zip(plain, viewed, augmented, strict=True)):
+        np.testing.assert_allclose(v[0], deskew(p[0]).numpy(), atol=1e-5)
+        # The plain start is the deskewed images; after it the augmentation moves them (after deskewing: a shift
+        # or a rotation is trained on, not undone).
+        assert np.array_equal(a[0], v[0]) == (step < 8), step
+    evaluated = next(iter(build_eval_inputs(x[:64], y[:64], view="deskewed")))[0].numpy()
+    np.testing.assert_allclose(evaluated, deskew(x[:64].astype(np.float32)[..., None] / 255.0).numpy(), atol=1e-5)

@@ -33,6 +33,20 @@ positive_fraction = checked(float, "a number", lambda v: 0.0 < v <= 1.0, "must b
 positive_float = checked(float, "a number", lambda v: v > 0.0, "must be positive")
 
 
+def choice_list(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    """An argparse `type` for a comma-separated list of `choices` (at least one, repeats allowed)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(item.strip() for item in text.split(","))
+        unknown = [item for item in items if item not in choices]
+        if unknown or not text.strip():
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a comma-separated list of {', '.join(choices)}")
+        return items
+
+    return parse
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Bad arguments are one line of why on stderr (no usage dump) and exit code 2."""
 

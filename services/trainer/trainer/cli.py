@@ -11,8 +11,16 @@ import os
 import sys
 from pathlib import Path
 
-from trainer.argtypes import EXIT_USAGE, OneLineParser, fraction, non_negative_int, positive_float, positive_int
-from trainer.config import TrainConfig
+from trainer.argtypes import (
+    EXIT_USAGE,
+    OneLineParser,
+    choice_list,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from trainer.config import VIEWS, TrainConfig
 from trainer.device import PRECISIONS
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_DATA, EXIT_ACCURACY, EXIT_STORE = 0, 1, 3, 4, 5
@@ -37,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--members", type=positive_int, default=DEFAULTS.members, metavar="N",
                         help="networks trained one after the other from different seeds; the published model "
                              "averages their probabilities (default: %(default)s; 1: one network)")
+    parser.add_argument("--member-views", type=choice_list(VIEWS), default=DEFAULTS.member_views, metavar="LIST",
+                        help="what each member sees of a digit, cycled over the members: comma-separated, each "
+                             "plain (the image as sent) or deskewed (sheared upright and centred, by the model "
+                             f"itself) (default: {','.join(DEFAULTS.member_views)})")
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, metavar="N",
                         help="images per training step (default: %(default)s)")
     parser.add_argument("--learning-rate", type=positive_float, default=DEFAULTS.max_learning_rate, metavar="LR",
@@ -73,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=args.data, model_base_path=args.model_base_path, model_name=args.model_name, epochs=args.epochs,
-        members=args.members, batch_size=args.batch_size, max_learning_rate=args.learning_rate,
+        members=args.members, member_views=args.member_views, batch_size=args.batch_size, max_learning_rate=args.learning_rate,
         train_limit=args.train_limit, validation_size=args.validation_size, test_limit=args.test_limit,
         version=args.version, seed=args.seed, min_accuracy=args.min_accuracy, augment=not args.no_augment,
         shuffle_labels=args.shuffle_labels, register=args.register, precision=args.precision,

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.config import TrainConfig
+from trainer.deskew import deskew
 
 # Small affine jitter that keeps a digit a digit: no flips (a mirrored 2 is not a 2).
 MAX_ROTATION_DEG = 10.0
@@ -59,12 +60,19 @@ def random_stroke(images: tf.Tensor, seed: tf.Tensor, probability: float = 0.5) 
     return images + tf.nn.relu(t) * (dilated - images) + tf.nn.relu(-t) * (eroded - images)
 
 
-def build_inputs(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
+def view_of(images: tf.Tensor, view: str) -> tf.Tensor:
+    """Model-input images as a member with `view` (config.VIEWS) sees them."""
+    return deskew(images) if view == "deskewed" else images
+
+
+def build_inputs(config: TrainConfig, x: np.ndarray, y: np.ndarray, view: str = "plain") -> tf.data.Dataset:
     """Endless training stream of (images, one-hot labels) batches; fit() runs it with steps_per_epoch.
 
     Endless so that the shuffle order and the augmentation seeds keep advancing
     across epochs instead of repeating; every random choice is derived from `seed`. The first
-    `config.clean_fraction` of the run's steps (config.epochs passes over x) are not augmented.
+    `config.clean_fraction` of the run's steps (config.epochs passes over x) are not augmented. A "deskewed" view
+    deskews each image before augmenting it, so that the augmentation's shifts and rotations are trained on instead
+    of undone (the published member deskews at its input: trainer.model.with_view).
     """
     seed, augment = config.seed, config.augment
     clean_steps = int(config.clean_fraction * config.epochs * (len(x) // config.batch_size))
@@ -76,7 +84,7 @@ def build_inputs(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tf.data.D
 
     def prepare(step: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         images, labels = batch
-        plain = to_model_input(images)
+        plain = view_of(to_model_input(images), view)
         if not augment:
             return plain, tf.one_hot(labels, NUM_CLASSES)
         affine_seed, stroke_seed = tf.unstack(tf.random.experimental.stateless_split(
@@ -100,8 +108,8 @@ def build_inputs(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tf.data.D
     return ds.prefetch(2 * threads).with_options(options)
 
 
-def build_eval_inputs(x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tf.data.Dataset:
-    """Finite, unshuffled, unaugmented batches for evaluation."""
+def build_eval_inputs(x: np.ndarray, y: np.ndarray, batch_size: int = 1000, view: str = "plain") -> tf.data.Dataset:
+    """Finite, unshuffled, unaugmented batches for evaluation, as a member with `view` sees them."""
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
-    return ds.map(lambda images, labels: (to_model_input(images), tf.one_hot(labels, NUM_CLASSES)),
+    return ds.map(lambda images, labels: (view_of(to_model_input(images), view), tf.one_hot(labels, NUM_CLASSES)),
                   num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

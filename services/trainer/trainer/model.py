@@ -6,7 +6,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from trainer.config import ModelConfig
+from trainer.config import VIEWS, ModelConfig
+from trainer.deskew import deskew
 from trainer.device import policy_scope
 
 INPUT_SHAPE = (28, 28, 1)
@@ -100,8 +101,32 @@ class MeanProbabilityLogits(layers.Layer):
         return tf.reduce_logsumexp(log_probabilities, axis=0) - tf.math.log(float(len(member_logits)))
 
 
+@keras.saving.register_keras_serializable(package="trainer")
+class Deskew(layers.Layer):
+    """The images deskewed (trainer.deskew): the input of a member that sees the "deskewed" view.
+
+    Part of the published model, so that TF Serving deskews what it is sent exactly as training did; it has no
+    weights. In training the input pipeline deskews before it augments (trainer.inputs), and the network is fitted
+    without this layer in front (trainer.train).
+    """
+
+    def call(self, images):
+        return tf.cast(deskew(images), self.compute_dtype)
+
+
 def member_name(index: int) -> str:
     return f"member{index + 1}"
+
+
+def with_view(network: keras.Model, view: str, name: str) -> keras.Model:
+    """The network as a member seeing `view` (config.VIEWS): itself for "plain", Deskew then the network for
+    "deskewed"."""
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
+    if view == "plain":
+        return network
+    inputs = keras.Input(shape=INPUT_SHAPE, name="images")
+    return keras.Model(inputs, network(Deskew(name="deskew")(inputs)), name=name)
 
 
 def build_ensemble(members: list[keras.Model]) -> keras.Model:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.config import TrainConfig
+from trainer.config import VIEWS, TrainConfig
 from trainer.data import Mnist, limit, load_mnist, permuted_labels, resolve_data_path
 from trainer.publish import PublishError, ensure_writable, publishing
 
@@ -76,6 +76,8 @@ def validate_config(config: TrainConfig, n_train: int) -> None:
     """n_train: the training images left after --train-limit and the --validation-size hold-out."""
     if n_train < config.batch_size:
         raise ConfigError(f"{n_train} training images are fewer than one batch of {config.batch_size}")
+    if not config.member_views or any(view not in VIEWS for view in config.member_views):
+        raise ConfigError(f"member views {list(config.member_views)} must each be one of {', '.join(VIEWS)}")
 
 
 def split_validation(x: np.ndarray, y: np.ndarray, size: int) -> tuple[tuple[np.ndarray, np.ndarray],
@@ -128,12 +130,14 @@ def training_callbacks(config: TrainConfig) -> list:
     return [WeightAverage(config.average_decay)] if config.average_decay else []
 
 
-def _fit(model, config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, steps: int, curve_on) -> dict:
-    """model.fit over config.epochs of `steps` on the seeded, augmented stream; Keras' per-epoch history."""
+def _fit(model, config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, steps: int, curve_on,
+         view: str) -> dict:
+    """model.fit over config.epochs of `steps` on the seeded, augmented stream as `view` shows it; Keras' per-epoch
+    history."""
     from trainer.inputs import build_inputs
 
     return model.fit(
-        build_inputs(config, x_train, y_train),
+        build_inputs(config, x_train, y_train, view),
         callbacks=training_callbacks(config),
         epochs=config.epochs,
         steps_per_epoch=steps,
@@ -153,11 +157,16 @@ def member_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] % 2**31)
 
 
+def member_view(config: TrainConfig, index: int) -> str:
+    """The view (config.VIEWS) member `index` sees: config.member_views, cycled."""
+    return config.member_views[index % len(config.member_views)]
+
+
 def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log) -> Fitted:
     """Train the members one after the other, average them, and predict the test set."""
     from trainer.device import detect_and_apply
     from trainer.inputs import build_eval_inputs
-    from trainer.model import MeanProbabilityLogits, build_ensemble, build_model, float32_copy, member_name
+    from trainer.model import MeanProbabilityLogits, build_ensemble, build_model, float32_copy, member_name, with_view
 
     plan = detect_and_apply(log, config.precision)
     if plan.device == "GPU":
@@ -173,25 +182,32 @@ def fit_and_evaluate(config: TrainConfig, data: Mnist, log: Log) -> Fitted:
     test_inputs = build_eval_inputs(x_test, y_test)
     steps = len(x_train) // config.batch_size
     each = f"{config.epochs} epoch(s) of {steps} steps, batch {config.batch_size}"
-    log(f"training on {len(x_train)} images for {each}" if config.members == 1 else
+    log(f"training on {len(x_train)} images for {each}, {member_view(config, 0)} view" if config.members == 1 else
         f"training {config.members} members one after the other on {len(x_train)} images, each for {each}")
-    # The per-epoch curve: on the held-out validation images when asked for (to choose a recipe without looking at
-    # the test set), else on the test set, only ever reported. A one-epoch run needs no curve.
-    curve_on = build_eval_inputs(*validation) if validation is not None else test_inputs if config.epochs > 1 else None
     members, member_logits, member_accuracy, history = [], [], [], {}
     for index in range(config.members):
         member_config = replace(config, seed=member_seed(config.seed, index))
+        view = member_view(config, index)
+        # The per-epoch curve, as this member's network sees it: on the held-out validation images when asked for
+        # (to choose a recipe without looking at the test set), else on the test set, only ever reported. A
+        # one-epoch run needs no curve.
+        curve_on = (build_eval_inputs(*validation, view=view) if validation is not None else
+                    build_eval_inputs(x_test, y_test, view=view) if config.epochs > 1 else None)
         _configure_determinism(member_config.seed)
-        model = build_model(config.model, name=member_name(index) if config.members > 1 else "mnist_preact_resnet")
-        compile_model(model, member_config, steps * config.epochs, plan.device)
+        name = member_name(index) if config.members > 1 else "mnist_preact_resnet"
+        # The network is fitted on the pipeline's images, which are already in its view; the member published is
+        # the view (a Deskew layer, or nothing) then the network.
+        network = build_model(config.model, name=name if view == "plain" else f"{name}_network")
+        compile_model(network, member_config, steps * config.epochs, plan.device)
         if config.members > 1:
-            log(f"member {index + 1} of {config.members}: seed {member_config.seed}")
-        for key, values in _fit(model, member_config, x_train, y_train, steps, curve_on).items():
+            log(f"member {index + 1} of {config.members}: seed {member_config.seed}, {view} view")
+        for key, values in _fit(network, member_config, x_train, y_train, steps, curve_on, view).items():
             history.setdefault(key, []).extend(values)
         if plan.precision == "mixed_bfloat16":
             # Trained in bfloat16 (--precision mixed_bfloat16); measured and published in float32, which any CPU
             # serves.
-            model = float32_copy(model, config.model)
+            network = float32_copy(network, config.model)
+        model = with_view(network, view, name)
         members.append(model)
         member_logits.append(model.predict(test_inputs, verbose=0))
         member_accuracy.append(float(np.mean(np.argmax(member_logits[-1], axis=-1) == y_test)))
@@ -236,6 +252,7 @@ def run(config: TrainConfig, log: Log = print) -> RunResult:
                    "validation_examples": config.validation_size,
                    "batch_size": config.batch_size, "seed": config.seed, "precision": fitted.plan.precision,
                    "members": config.members, "member_test_accuracy": fitted.member_accuracy,
+                   "member_views": [member_view(config, index) for index in range(config.members)],
                    "shuffled_labels": config.shuffle_labels})
         extra_dir = export_version(fitted.model, claim.tmp_dir, config.model_name,
                                    fitted.x_test[:8, :, :, None] / 255.0, metrics)
