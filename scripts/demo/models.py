@@ -24,8 +24,8 @@ class TrainSpec:
     epochs: int
     shuffle_labels: bool = False
     seed: int = 0
-    # One network, not the trainer's default two-member ensemble: the demo shows a rollout, not the best
-    # accuracy, and one member trains each version in half the time.
+    # One network, not the trainer's default three-member ensemble: the demo shows a rollout, not the best
+    # accuracy, and one member trains each version in a third of the time.
     members: int = 1
 
     def describe(self) -> str:
