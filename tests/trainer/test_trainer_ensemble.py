@@ -13,7 +13,7 @@ import tensorflow as tf
 from trainer.config import ModelConfig, TrainConfig
 from trainer.deskew import deskew
 from trainer.model import MeanProbabilityLogits, build_ensemble, build_model, member_name, with_view
-from trainer.train import member_seed, member_view
+from trainer.train import ConfigError, member_seed, member_view, validate_config
 
 SMALL = ModelConfig(stem_filters=8, stage_filters=(8, 8, 8))
 
@@ -40,6 +40,12 @@ def test_unknown_member_views_are_refused_with_one_line(views):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert f"argument --member-views: {views!r} is not a comma-separated list of plain, deskewed" in result.stderr
+
+
+@pytest.mark.parametrize("views", [(), ("plain", "sideways")])
+def test_the_library_refuses_unknown_or_no_member_views(views):
+    with pytest.raises(ConfigError, match="member views"):
+        validate_config(TrainConfig(member_views=views), n_train=1000)
 
 
 def test_a_deskewed_member_deskews_what_it_is_sent_and_a_plain_one_is_the_network():
