@@ -38,8 +38,8 @@ def choice_list(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
 
     def parse(text: str) -> tuple[str, ...]:
         items = tuple(item.strip() for item in text.split(","))
-        unknown = [item for item in items if item not in choices]
-        if unknown or not text.strip():
+        # An empty text, or an empty item between commas, is an item "" that no choice matches.
+        if any(item not in choices for item in items):
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not a comma-separated list of {', '.join(choices)}")
         return items
