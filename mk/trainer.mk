@@ -9,7 +9,7 @@ REALWORLD_URL ?= http://127.0.0.1:8080
 .PHONY: train-local bench-train bench-train-compare bench-realworld
 
 train-local: $(STAMP) $(MNIST_DATA) ## train with the defaults into ./models/mnist (MODEL_BASE_PATH=..., TRAIN_ARGS=...)
-	@echo "==> mnist-train into $(MODEL_BASE_PATH) (3 members of 13 epochs: about 8 minutes on 2 idle CPU cores, longer on busy ones)"
+	@echo "==> mnist-train into $(MODEL_BASE_PATH) (4 members of 13 epochs: about 9 minutes on 2 idle CPU cores, longer on busy ones)"
 	@$(BIN)/mnist-train --data $(MNIST_DATA) --model-base-path $(MODEL_BASE_PATH) --register never $(TRAIN_ARGS)
 
 bench-train: $(STAMP) $(MNIST_DATA) ## input pipeline vs in-memory fit (ratio) and time to 99.0% test accuracy

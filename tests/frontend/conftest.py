@@ -142,8 +142,8 @@ def served_app(model_app) -> Iterator[str]:
 
 
 # Epochs of each member of the fully trained model: the drawn-digit test needs what a user gets from a real run
-# (the default three deskewed members), not the 1-epoch smoke models. On all 60,000 images, 9 epochs in all, this
-# is about two minutes on 2 cores.
+# (the default four deskewed members), not the 1-epoch smoke models. On all 60,000 images, 12 epochs in all, this
+# is about two and a half minutes on 2 cores.
 STRONG_MODEL_EPOCHS = 3
 
 

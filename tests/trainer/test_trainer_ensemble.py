@@ -23,10 +23,10 @@ def mnist_train(*args: str) -> subprocess.CompletedProcess:
                           env=dict(os.environ))
 
 
-def test_the_default_run_is_three_deskewed_members_of_thirteen_epochs():
+def test_the_default_run_is_four_deskewed_members_of_thirteen_epochs():
     default = TrainConfig()
-    assert (default.members, default.epochs) == (3, 13)
-    assert [member_view(default, index) for index in range(default.members)] == ["deskewed"] * 3
+    assert (default.members, default.epochs) == (4, 13)
+    assert [member_view(default, index) for index in range(default.members)] == ["deskewed"] * 4
 
 
 def test_member_views_cycle_over_the_members():
